@@ -1,0 +1,14 @@
+#pragma once
+// Declarations shared by the GEMM front end and its per-device kernels.
+#include "nexa/core/shape.hpp"
+
+namespace nexa {
+
+enum class Trans { N, T };
+
+// GemmKernel<Device>::run<T>(ta, tb, m, n, k, alpha, A, B, beta, C): row-major, packed
+// (leading dimension = stored column count), C = alpha op(A) op(B) + beta C.
+template <class D>
+struct GemmKernel;
+
+}  // namespace nexa
