@@ -27,7 +27,7 @@ TEST_CASE("gemm matches the naive product for all transposes, alpha and beta") {
       auto b = tb == Trans::N ? Tensor<double>::randn({7, 3}, rng) : Tensor<double>::randn({3, 7}, rng);
       auto c0 = Tensor<double>::randn({5, 3}, rng);
       auto c = c0;
-      nexa::ops::gemm<double, nexa::cpu>(a, ta, b, tb, c, 0.5, 2.0);
+      nexa::ops::gemm(a, ta, b, tb, c, 0.5, 2.0);
       auto ref = naive(a, ta, b, tb);
       for (nexa::index_t i = 0; i < 5; ++i)
         for (nexa::index_t j = 0; j < 3; ++j) CHECK(c(i, j) == doctest::Approx(0.5 * ref(i, j) + 2.0 * c0(i, j)));
@@ -37,6 +37,6 @@ TEST_CASE("gemm matches the naive product for all transposes, alpha and beta") {
 
 TEST_CASE("gemm rejects mismatched shapes with both shapes in the message") {
   Tensor<float> a({4, 3}), b({2, 5}), c({4, 5});
-  auto bad = [&] { nexa::ops::gemm<float, nexa::cpu>(a, Trans::N, b, Trans::N, c); };
+  auto bad = [&] { nexa::ops::gemm(a, Trans::N, b, Trans::N, c); };
   CHECK_THROWS_WITH_AS(bad(), doctest::Contains("[4, 3]"), nexa::Error);
 }

@@ -6,7 +6,7 @@ using nexa::Tensor;
 
 TEST_CASE("softmax_topk picks the k largest probabilities and renormalises") {
   auto logits = Tensor<float>::from_host({2, 4}, {0.f, 2.f, 1.f, -1.f, 3.f, 3.f, 0.f, 1.f});
-  auto r = nexa::ops::softmax_topk<float, nexa::cpu>(logits, 2, true);
+  auto r = nexa::ops::softmax_topk(logits, 2, true);
   CHECK(r.experts(0, 0) == 1);
   CHECK(r.experts(0, 1) == 2);
   CHECK(r.experts(1, 0) == 0);  // tie goes to the lower index
@@ -16,24 +16,24 @@ TEST_CASE("softmax_topk picks the k largest probabilities and renormalises") {
   float sum = 0;
   for (int e = 0; e < 4; ++e) sum += r.probs(0, e);
   CHECK(sum == doctest::Approx(1.0));
-  CHECK_THROWS_AS((void)nexa::ops::softmax_topk<float, nexa::cpu>(logits, 5, true), nexa::Error);
+  CHECK_THROWS_AS((void)nexa::ops::softmax_topk(logits, 5, true), nexa::Error);
 }
 
 TEST_CASE("group_by_expert is a stable counting sort and the combine inverts it") {
   auto experts = Tensor<std::int32_t>::from_host({3, 2}, {2, 0, 0, 1, 2, 1});
-  auto plan = nexa::ops::group_by_expert<nexa::cpu>(experts, 3);
+  auto plan = nexa::ops::group_by_expert(experts, 3);
   CHECK(plan.offsets == std::vector<nexa::index_t>{0, 2, 4, 6});
   CHECK(plan.slot_token.to_host() == std::vector<std::int32_t>{0, 1, 1, 2, 0, 2});
   auto x = Tensor<float>::from_host({3, 2}, {1, 2, 3, 4, 5, 6});
-  auto xs = nexa::ops::gather_rows<float, nexa::cpu>(x, plan);
+  auto xs = nexa::ops::gather_rows(x, plan);
   CHECK(xs(2, 0) == 3.f);
   auto w = Tensor<float>::from_host({3, 2}, {0.5f, 0.25f, 1.f, 1.f, 2.f, 0.f});
   Tensor<float> y({3, 2});
-  nexa::ops::weighted_combine<float, float, nexa::cpu>(xs, plan, w.data(), y);
+  nexa::ops::weighted_combine(xs, plan, w.data(), y);
   CHECK(y(0, 0) == doctest::Approx(0.75));
   CHECK(y(1, 1) == doctest::Approx(8.0));
   CHECK(y(2, 0) == doctest::Approx(10.0));
   auto bad = Tensor<std::int32_t>::from_host({1, 1}, {3});
-  CHECK_THROWS_WITH_AS((void)nexa::ops::group_by_expert<nexa::cpu>(bad, 3), doctest::Contains("outside [0, 3)"),
+  CHECK_THROWS_WITH_AS((void)nexa::ops::group_by_expert(bad, 3), doctest::Contains("outside [0, 3)"),
                        nexa::Error);
 }

@@ -201,6 +201,20 @@ template <class T, class D>
   return t;
 }
 
+// Read-only and writable views of either a Tensor or a TensorView, so that op front ends can
+// take both and still deduce T and D.
+template <class T, class D>
+TensorView<const T, D> read_view(const Tensor<T, D>& t) { return t.view(); }
+template <class T, class D>
+TensorView<const T, D> read_view(TensorView<T, D> v) { return v; }
+template <class T, class D>
+TensorView<T, D> write_view(Tensor<T, D>& t) { return t.view(); }
+template <class T, class D>
+TensorView<T, D> write_view(TensorView<T, D> v) { return v; }
+
+template <class X>
+using read_view_t = decltype(read_view(std::declval<const X&>()));
+
 // Checks that `v` has exactly `expected` shape; `module` and `what` go into the message.
 template <class V>
 void require_shape(const V& v, const Shape& expected, std::string_view module, std::string_view what) {

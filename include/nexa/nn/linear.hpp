@@ -61,7 +61,7 @@ public:
       for (index_t r = 0; r < y.rows(); ++r)
         std::copy_n(bias.value.data(), config_.out_features, y.data() + r * config_.out_features);
     }
-    ops::gemm<T, D>(x, Trans::N, weight.value.cview(), Trans::T, y.view(), T(1), config_.bias ? T(1) : T(0));
+    ops::gemm(x, Trans::N, weight.value.cview(), Trans::T, y.view(), T(1), config_.bias ? T(1) : T(0));
     return y;
   }
 
@@ -70,7 +70,7 @@ public:
     const TensorView<const T, D> x = cache.input.cview();
     require(dy.rows() == x.rows() && dy.cols() == config_.out_features, "Linear", "dy shape expected ", x.rows(),
             " rows of ", config_.out_features, ", got ", dy.shape());
-    if (weight.trainable) ops::gemm<T, D>(dy, Trans::T, x, Trans::N, weight.grad.view(), T(1), T(1));
+    if (weight.trainable) ops::gemm(dy, Trans::T, x, Trans::N, weight.grad.view(), T(1), T(1));
     if (config_.bias && bias.trainable) {
       for (index_t r = 0; r < dy.rows(); ++r)
         for (index_t c = 0; c < config_.out_features; ++c) bias.grad.data()[c] += dy.data()[r * dy.cols() + c];
@@ -78,7 +78,7 @@ public:
     std::vector<index_t> dims = dy.shape().dims();
     dims.back() = config_.in_features;
     auto dx = Tensor<T, D>::uninitialized(Shape(dims));
-    ops::gemm<T, D>(dy, Trans::N, weight.value.cview(), Trans::N, dx.view());
+    ops::gemm(dy, Trans::N, weight.value.cview(), Trans::N, dx.view());
     return dx;
   }
 

@@ -8,8 +8,8 @@
 namespace nexa::ops {
 
 template <class T, class D>
-void gemm(TensorView<const T, D> a, Trans ta, TensorView<const T, D> b, Trans tb, TensorView<T, D> c,
-          T alpha = T(1), T beta = T(0)) {
+void gemm_views(TensorView<const T, D> a, Trans ta, TensorView<const T, D> b, Trans tb, TensorView<T, D> c, T alpha,
+                T beta) {
   const index_t m = ta == Trans::N ? a.rows() : a.cols();
   const index_t k = ta == Trans::N ? a.cols() : a.rows();
   const index_t kb = tb == Trans::N ? b.rows() : b.cols();
@@ -21,13 +21,22 @@ void gemm(TensorView<const T, D> a, Trans ta, TensorView<const T, D> b, Trans tb
   GemmKernel<D>::template run<T>(ta, tb, m, n, k, alpha, a.data(), b.data(), beta, c.data());
 }
 
+// A, B and C may each be a Tensor or a TensorView.
+template <class A, class B, class C, class T = typename read_view_t<A>::value_type>
+void gemm(const A& a, Trans ta, const B& b, Trans tb, C&& c, T alpha = T(1), T beta = T(0)) {
+  gemm_views(read_view(a), ta, read_view(b), tb, write_view(c), alpha, beta);
+}
+
 // Returns op(A) * op(B) as a new [m, n] tensor.
-template <class T, class D>
-[[nodiscard]] Tensor<T, D> matmul(TensorView<const T, D> a, Trans ta, TensorView<const T, D> b, Trans tb) {
+template <class A, class B>
+[[nodiscard]] auto matmul(const A& a_in, Trans ta, const B& b_in, Trans tb) {
+  const auto a = read_view(a_in);
+  const auto b = read_view(b_in);
+  using V = decltype(a);
   const index_t m = ta == Trans::N ? a.rows() : a.cols();
   const index_t n = tb == Trans::N ? b.cols() : b.rows();
-  auto c = Tensor<T, D>::uninitialized({m, n});
-  gemm<T, D>(a, ta, b, tb, c.view());
+  auto c = Tensor<typename V::value_type, typename V::device>::uninitialized({m, n});
+  gemm_views(a, ta, b, tb, c.view(), typename V::value_type(1), typename V::value_type(0));
   return c;
 }
 

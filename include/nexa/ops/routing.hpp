@@ -11,8 +11,11 @@
 
 namespace nexa::ops {
 
-template <class A, class D>
-[[nodiscard]] Routing<A, D> softmax_topk(TensorView<const A, D> logits, index_t k, bool renormalize) {
+template <class L>
+[[nodiscard]] auto softmax_topk(const L& logits_in, index_t k, bool renormalize) {
+  const auto logits = read_view(logits_in);
+  using A = typename decltype(logits)::value_type;
+  using D = typename decltype(logits)::device;
   require(logits.rank() == 2, "softmax_topk", "logits must be [tokens, experts], got ", logits.shape());
   const index_t tokens = logits.dim(0), experts = logits.dim(1);
   require(1 <= k && k <= experts, "softmax_topk", "k must be in [1, ", experts, "], got ", k);
@@ -37,8 +40,10 @@ template <class A, class D>
   return d_logits;
 }
 
-template <class D>
-[[nodiscard]] DispatchPlan<D> group_by_expert(TensorView<const std::int32_t, D> experts, index_t num_experts) {
+template <class X>
+[[nodiscard]] auto group_by_expert(const X& experts_in, index_t num_experts) {
+  const auto experts = read_view(experts_in);
+  using D = typename decltype(experts)::device;
   require(experts.rank() == 2, "group_by_expert", "experts must be [tokens, k], got ", experts.shape());
   const index_t tokens = experts.dim(0), k = experts.dim(1);
   if constexpr (std::same_as<D, cpu>) {
@@ -56,8 +61,10 @@ template <class D>
 }
 
 // Rows of `src` [T, d] in the plan's slot order: [S, d].
-template <class T, class D>
-[[nodiscard]] Tensor<T, D> gather_rows(TensorView<const T, D> src, const DispatchPlan<D>& plan) {
+template <class X, class D>
+[[nodiscard]] auto gather_rows(const X& src_in, const DispatchPlan<D>& plan) {
+  const auto src = read_view(src_in);
+  using T = typename decltype(src)::value_type;
   const index_t count = plan.slot_token.numel(), width = src.cols();
   auto dst = Tensor<T, D>::uninitialized({count, width});
   RoutingKernel<D>::gather_rows(src.data(), plan.slot_token.data(), count, width, dst.data());
@@ -65,9 +72,10 @@ template <class T, class D>
 }
 
 // dst [T, d] = beta * dst + sum_j weights[t, j] * src[slot(t, j)]; null weights mean ones.
-template <class T, class W, class D>
-void weighted_combine(TensorView<const T, D> src, const DispatchPlan<D>& plan, const W* weights,
-                      TensorView<T, D> dst, T beta = T(0)) {
+template <class X, class W, class D, class Y, class T = typename read_view_t<X>::value_type>
+void weighted_combine(const X& src_in, const DispatchPlan<D>& plan, const W* weights, Y&& dst_in, T beta = T(0)) {
+  const auto src = read_view(src_in);
+  const auto dst = write_view(dst_in);
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
   require_shape(src, Shape{tokens * k, dst.cols()}, "weighted_combine", "expert outputs");
   require(dst.rows() == tokens, "weighted_combine", "output must have ", tokens, " rows, got ", dst.shape());
@@ -76,9 +84,11 @@ void weighted_combine(TensorView<const T, D> src, const DispatchPlan<D>& plan, c
 }
 
 // Backward of the combine to the expert outputs: [S, d] with row slot(t, j) = w[t, j] * dy[t].
-template <class T, class W, class D>
-[[nodiscard]] Tensor<T, D> scatter_weighted(TensorView<const T, D> dy, const DispatchPlan<D>& plan,
-                                            TensorView<const W, D> weights) {
+template <class X, class D, class Wt>
+[[nodiscard]] auto scatter_weighted(const X& dy_in, const DispatchPlan<D>& plan, const Wt& weights_in) {
+  const auto dy = read_view(dy_in);
+  const auto weights = read_view(weights_in);
+  using T = typename decltype(dy)::value_type;
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
   require(dy.rows() == tokens, "scatter_weighted", "dy must have ", tokens, " rows, got ", dy.shape());
   require_shape(weights, plan.assignment_slot.shape(), "scatter_weighted", "weights");
@@ -89,9 +99,10 @@ template <class T, class W, class D>
 }
 
 // Backward of the combine to its weights: [T, k] with <dy[t], src[slot(t, j)]>.
-template <class W, class T, class D>
-[[nodiscard]] Tensor<W, D> combine_weight_grad(TensorView<const T, D> dy, TensorView<const T, D> expert_out,
-                                               const DispatchPlan<D>& plan) {
+template <class W, class X, class E, class D>
+[[nodiscard]] Tensor<W, D> combine_weight_grad(const X& dy_in, const E& expert_out_in, const DispatchPlan<D>& plan) {
+  const auto dy = read_view(dy_in);
+  const auto expert_out = read_view(expert_out_in);
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
   require_shape(expert_out, Shape{tokens * k, dy.cols()}, "combine_weight_grad", "expert outputs");
   auto dw = Tensor<W, D>::uninitialized({tokens, k});
