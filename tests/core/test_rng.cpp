@@ -12,8 +12,8 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors") {
   CHECK(zero[1] == 0xe169c58du);
   CHECK(zero[2] == 0xbc57ac4cu);
   CHECK(zero[3] == 0x9b00dbd8u);
-  auto pi = nexa::detail::philox4x32_10({0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
-                                        {0xa4093822u, 0x299f31d0u});
+  auto pi =
+      nexa::detail::philox4x32_10({0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u});
   CHECK(pi[0] == 0xd16cfe09u);
   CHECK(pi[1] == 0x94fdccebu);
   CHECK(pi[2] == 0x5001e420u);

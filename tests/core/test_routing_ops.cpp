@@ -34,6 +34,5 @@ TEST_CASE("group_by_expert is a stable counting sort and the combine inverts it"
   CHECK(y(1, 1) == doctest::Approx(8.0));
   CHECK(y(2, 0) == doctest::Approx(10.0));
   auto bad = Tensor<std::int32_t>::from_host({1, 1}, {3});
-  CHECK_THROWS_WITH_AS((void)nexa::ops::group_by_expert(bad, 3), doctest::Contains("outside [0, 3)"),
-                       nexa::Error);
+  CHECK_THROWS_WITH_AS((void)nexa::ops::group_by_expert(bad, 3), doctest::Contains("outside [0, 3)"), nexa::Error);
 }

@@ -21,7 +21,7 @@ class Buffer<T, cpu> {
   // 64 bytes: a cache line and an AVX-512 vector, so Eigen and BLAS see aligned rows.
   static constexpr std::align_val_t alignment{64};
 
-public:
+ public:
   Buffer() = default;
   explicit Buffer(std::size_t size) : size_(size) {
     if (size_ > 0) data_ = static_cast<T*>(::operator new(size_ * sizeof(T), alignment));
@@ -29,8 +29,7 @@ public:
   Buffer(const Buffer& other) : Buffer(other.size_) {
     if (size_ > 0) std::memcpy(data_, other.data_, size_ * sizeof(T));
   }
-  Buffer(Buffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  Buffer(Buffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
   Buffer& operator=(Buffer other) noexcept {
     std::swap(data_, other.data_);
     std::swap(size_, other.size_);
@@ -44,7 +43,7 @@ public:
   [[nodiscard]] const T* data() const { return data_; }
   [[nodiscard]] std::size_t size() const { return size_; }
 
-private:
+ private:
   T* data_ = nullptr;
   std::size_t size_ = 0;
 };

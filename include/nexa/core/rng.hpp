@@ -11,8 +11,7 @@ namespace nexa {
 
 namespace detail {
 
-inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> ctr,
-                                                   std::array<std::uint32_t, 2> key) {
+inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> ctr, std::array<std::uint32_t, 2> key) {
   constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
   constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
@@ -36,15 +35,14 @@ inline double to_unit_open0(std::uint32_t hi, std::uint32_t lo) {
 
 // One independent random stream: element i of anything drawn from it depends only on (seed, id, i).
 class RandomStream {
-public:
+ public:
   RandomStream(std::uint64_t seed, std::uint64_t id) : seed_(seed), id_(id) {}
 
   // Four 32-bit words for counter `index`.
   [[nodiscard]] std::array<std::uint32_t, 4> bits(std::uint64_t index) const {
-    return detail::philox4x32_10(
-        {static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
-         static_cast<std::uint32_t>(id_), static_cast<std::uint32_t>(id_ >> 32)},
-        {static_cast<std::uint32_t>(seed_), static_cast<std::uint32_t>(seed_ >> 32)});
+    return detail::philox4x32_10({static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
+                                  static_cast<std::uint32_t>(id_), static_cast<std::uint32_t>(id_ >> 32)},
+                                 {static_cast<std::uint32_t>(seed_), static_cast<std::uint32_t>(seed_ >> 32)});
   }
 
   // Uniform in (0, 1].
@@ -64,7 +62,7 @@ public:
   [[nodiscard]] std::uint64_t seed() const { return seed_; }
   [[nodiscard]] std::uint64_t id() const { return id_; }
 
-private:
+ private:
   std::uint64_t seed_;
   std::uint64_t id_;
 };
@@ -72,12 +70,12 @@ private:
 // Hands out consecutive streams from one seed. Constructing modules in the same order from the
 // same seed reproduces them exactly.
 class Rng {
-public:
+ public:
   explicit Rng(std::uint64_t seed) : seed_(seed) {}
   [[nodiscard]] RandomStream stream() { return RandomStream(seed_, next_++); }
   [[nodiscard]] std::uint64_t seed() const { return seed_; }
 
-private:
+ private:
   std::uint64_t seed_;
   std::uint64_t next_ = 0;
 };

@@ -10,7 +10,7 @@ namespace nexa {
 using index_t = std::int64_t;
 
 class Shape {
-public:
+ public:
   Shape() = default;
   Shape(std::initializer_list<index_t> dims) : dims_(dims) {}
   explicit Shape(std::vector<index_t> dims) : dims_(std::move(dims)) {}
@@ -38,7 +38,7 @@ public:
     return out << ']';
   }
 
-private:
+ private:
   std::vector<index_t> dims_;
 };
 

@@ -41,7 +41,7 @@ struct Transfer<cpu> {
 
 template <class T, class D = cpu>
 class TensorView {
-public:
+ public:
   using value_type = std::remove_const_t<T>;
   using device = D;
 
@@ -49,8 +49,8 @@ public:
   TensorView(T* data, Shape shape) : data_(data), shape_(std::move(shape)) {}
   // A mutable view converts to a read-only one.
   template <class U>
-    requires(std::is_const_v<T> && std::same_as<U, std::remove_const_t<T>>)
-  TensorView(const TensorView<U, D>& other) : data_(other.data()), shape_(other.shape()) {}
+  requires(std::is_const_v<T>&& std::same_as<U, std::remove_const_t<T>>) TensorView(const TensorView<U, D>& other)
+      : data_(other.data()), shape_(other.shape()) {}
 
   [[nodiscard]] T* data() const { return data_; }
   [[nodiscard]] const Shape& shape() const { return shape_; }
@@ -64,8 +64,8 @@ public:
 
   // Rows [begin, end) along the first axis: still contiguous, so still a view.
   [[nodiscard]] TensorView slice_rows(index_t begin, index_t end) const {
-    require(rank() >= 1 && 0 <= begin && begin <= end && end <= dim(0), "TensorView::slice_rows",
-            "rows [", begin, ", ", end, ") out of range for shape ", shape_);
+    require(rank() >= 1 && 0 <= begin && begin <= end && end <= dim(0), "TensorView::slice_rows", "rows [", begin, ", ",
+            end, ") out of range for shape ", shape_);
     Shape s = shape_;
     s[0] = end - begin;
     return TensorView(data_ + begin * (numel() / (dim(0) ? dim(0) : 1)), std::move(s));
@@ -79,21 +79,20 @@ public:
 
   // Element access, CPU only.
   template <class... I>
-    requires(std::same_as<D, cpu> && (std::integral<I> && ...))
-  [[nodiscard]] T& operator()(I... idx) const {
+  requires(std::same_as<D, cpu> && (std::integral<I> && ...)) [[nodiscard]] T& operator()(I... idx) const {
     index_t offset = 0, axis = 0;
     ((offset = offset * shape_[axis++] + static_cast<index_t>(idx)), ...);
     return data_[offset];
   }
 
-private:
+ private:
   T* data_ = nullptr;
   Shape shape_{0};  // a default tensor is empty, not a scalar
 };
 
 template <class T, class D = cpu>
 class Tensor {
-public:
+ public:
   using value_type = T;
   using device = D;
 
@@ -115,8 +114,8 @@ public:
   }
   // Copies `values` (row-major, host memory) into a new tensor on D.
   [[nodiscard]] static Tensor from_host(Shape shape, const std::vector<T>& values) {
-    require(static_cast<index_t>(values.size()) == shape.numel(), "Tensor::from_host", "shape ", shape,
-            " needs ", shape.numel(), " values, got ", values.size());
+    require(static_cast<index_t>(values.size()) == shape.numel(), "Tensor::from_host", "shape ", shape, " needs ",
+            shape.numel(), " values, got ", values.size());
     Tensor t = uninitialized(std::move(shape));
     detail::Transfer<D>::from_host(t.data(), values.data(), values.size());
     return t;
@@ -153,13 +152,11 @@ public:
   operator TensorView<const T, D>() const { return view(); }
 
   template <class... I>
-    requires(std::same_as<D, cpu> && (std::integral<I> && ...))
-  [[nodiscard]] T& operator()(I... idx) {
+  requires(std::same_as<D, cpu> && (std::integral<I> && ...)) [[nodiscard]] T& operator()(I... idx) {
     return view()(idx...);
   }
   template <class... I>
-    requires(std::same_as<D, cpu> && (std::integral<I> && ...))
-  [[nodiscard]] const T& operator()(I... idx) const {
+  requires(std::same_as<D, cpu> && (std::integral<I> && ...)) [[nodiscard]] const T& operator()(I... idx) const {
     return view()(idx...);
   }
 
@@ -181,7 +178,7 @@ public:
     return Tensor<T, D2>::from_host(shape_, to_host());
   }
 
-private:
+ private:
   Buffer<T, D> buffer_;
   Shape shape_{0};  // a default tensor is empty, not a scalar
 };
@@ -204,13 +201,21 @@ template <class T, class D>
 // Read-only and writable views of either a Tensor or a TensorView, so that op front ends can
 // take both and still deduce T and D.
 template <class T, class D>
-TensorView<const T, D> read_view(const Tensor<T, D>& t) { return t.view(); }
+TensorView<const T, D> read_view(const Tensor<T, D>& t) {
+  return t.view();
+}
 template <class T, class D>
-TensorView<const T, D> read_view(TensorView<T, D> v) { return v; }
+TensorView<const T, D> read_view(TensorView<T, D> v) {
+  return v;
+}
 template <class T, class D>
-TensorView<T, D> write_view(Tensor<T, D>& t) { return t.view(); }
+TensorView<T, D> write_view(Tensor<T, D>& t) {
+  return t.view();
+}
 template <class T, class D>
-TensorView<T, D> write_view(TensorView<T, D> v) { return v; }
+TensorView<T, D> write_view(TensorView<T, D> v) {
+  return v;
+}
 
 template <class X>
 using read_view_t = decltype(read_view(std::declval<const X&>()));

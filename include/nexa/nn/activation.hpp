@@ -12,15 +12,21 @@ namespace nexa {
 struct Relu {
   static constexpr const char* name = "relu";
   template <class T>
-  static T value(T x) { return x > T(0) ? x : T(0); }
+  static T value(T x) {
+    return x > T(0) ? x : T(0);
+  }
   template <class T>
-  static T derivative(T x) { return x > T(0) ? T(1) : T(0); }
+  static T derivative(T x) {
+    return x > T(0) ? T(1) : T(0);
+  }
 };
 
 struct Gelu {
   static constexpr const char* name = "gelu";
   template <class T>
-  static T value(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2))); }
+  static T value(T x) {
+    return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
+  }
   template <class T>
   static T derivative(T x) {
     const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
@@ -33,7 +39,9 @@ struct GeluNew {
   static constexpr const char* name = "gelu_new";
   static constexpr double c = 0.7978845608028654;  // sqrt(2 / pi)
   template <class T>
-  static T value(T x) { return T(0.5) * x * (T(1) + std::tanh(T(c) * (x + T(0.044715) * x * x * x))); }
+  static T value(T x) {
+    return T(0.5) * x * (T(1) + std::tanh(T(c) * (x + T(0.044715) * x * x * x)));
+  }
   template <class T>
   static T derivative(T x) {
     const T th = std::tanh(T(c) * (x + T(0.044715) * x * x * x));
@@ -44,7 +52,9 @@ struct GeluNew {
 struct Silu {
   static constexpr const char* name = "silu";
   template <class T>
-  static T value(T x) { return x / (T(1) + std::exp(-x)); }
+  static T value(T x) {
+    return x / (T(1) + std::exp(-x));
+  }
   template <class T>
   static T derivative(T x) {
     const T s = T(1) / (T(1) + std::exp(-x));
@@ -72,7 +82,7 @@ template <ActivationFn Act, class T = float, class D = cpu>
 class Activation {
   static_assert(std::same_as<D, cpu>, "Activation: only the CPU backend implements elementwise activations yet");
 
-public:
+ public:
   struct Cache {
     Tensor<T, D> input;
   };

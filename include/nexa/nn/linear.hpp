@@ -11,7 +11,7 @@ namespace nexa {
 
 template <class T = float, class D = cpu>
 class Linear {
-public:
+ public:
   struct Config {
     index_t in_features = 0;
     index_t out_features = 0;
@@ -35,7 +35,7 @@ public:
     const Shape shape{config.out_features, config.in_features};
     const double bound = 1.0 / std::sqrt(static_cast<double>(config.in_features));
     weight = Param<T, D>(config.init_std > 0 ? Tensor<T, D>::randn(shape, rng, config.init_std)
-                                              : Tensor<T, D>::uniform(shape, rng, -bound, bound));
+                                             : Tensor<T, D>::uniform(shape, rng, -bound, bound));
     if (config.bias) bias = Param<T, D>(Tensor<T, D>::uniform({config.out_features}, rng, -bound, bound));
   }
 
@@ -88,7 +88,7 @@ public:
     if (config_.bias) f(join_name(prefix, "bias"), bias);
   }
 
-private:
+ private:
   void check_input(TensorView<const T, D> x) const {
     require(x.rank() >= 1 && x.cols() == config_.in_features, "Linear", "input's last axis expected ",
             config_.in_features, ", got shape ", x.shape());

@@ -19,8 +19,8 @@ template <class L>
   require(logits.rank() == 2, "softmax_topk", "logits must be [tokens, experts], got ", logits.shape());
   const index_t tokens = logits.dim(0), experts = logits.dim(1);
   require(1 <= k && k <= experts, "softmax_topk", "k must be in [1, ", experts, "], got ", k);
-  Routing<A, D> r{Tensor<A, D>::uninitialized({tokens, experts}),
-                  Tensor<std::int32_t, D>::uninitialized({tokens, k}), Tensor<A, D>::uninitialized({tokens, k})};
+  Routing<A, D> r{Tensor<A, D>::uninitialized({tokens, experts}), Tensor<std::int32_t, D>::uninitialized({tokens, k}),
+                  Tensor<A, D>::uninitialized({tokens, k})};
   RoutingKernel<D>::softmax_topk(logits.data(), tokens, experts, k, renormalize, r.probs.data(), r.experts.data(),
                                  r.weights.data());
   return r;
@@ -55,8 +55,8 @@ template <class X>
   DispatchPlan<D> plan{std::vector<index_t>(static_cast<std::size_t>(num_experts + 1)),
                        Tensor<std::int32_t, D>::uninitialized({tokens * k}),
                        Tensor<std::int32_t, D>::uninitialized({tokens, k})};
-  RoutingKernel<D>::group_by_expert(experts.data(), tokens, k, num_experts, plan.offsets.data(),
-                                    plan.slot_token.data(), plan.assignment_slot.data());
+  RoutingKernel<D>::group_by_expert(experts.data(), tokens, k, num_experts, plan.offsets.data(), plan.slot_token.data(),
+                                    plan.assignment_slot.data());
   return plan;
 }
 
@@ -106,8 +106,8 @@ template <class W, class X, class E, class D>
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
   require_shape(expert_out, Shape{tokens * k, dy.cols()}, "combine_weight_grad", "expert outputs");
   auto dw = Tensor<W, D>::uninitialized({tokens, k});
-  RoutingKernel<D>::combine_weight_grad(dy.data(), expert_out.data(), plan.assignment_slot.data(), tokens, k,
-                                        dy.cols(), dw.data());
+  RoutingKernel<D>::combine_weight_grad(dy.data(), expert_out.data(), plan.assignment_slot.data(), tokens, k, dy.cols(),
+                                        dw.data());
   return dw;
 }
 

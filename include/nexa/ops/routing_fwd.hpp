@@ -10,17 +10,17 @@ namespace nexa {
 // Which experts each token goes to and with what weight. A = accumulation type (fp32 or wider).
 template <class A, class D>
 struct Routing {
-  Tensor<A, D> probs;              // [T, E] softmax over all experts
+  Tensor<A, D> probs;               // [T, E] softmax over all experts
   Tensor<std::int32_t, D> experts;  // [T, k] chosen experts, highest probability first
-  Tensor<A, D> weights;            // [T, k] combine weights (renormalised over the k when asked)
+  Tensor<A, D> weights;             // [T, k] combine weights (renormalised over the k when asked)
 };
 
 // Tokens grouped by expert. Slot s in [offsets[e], offsets[e+1]) belongs to expert e; within an
 // expert, slots follow token order, so the grouping (and everything computed from it) is stable.
 template <class D>
 struct DispatchPlan {
-  std::vector<index_t> offsets;          // [E + 1], host memory: the expert loop slices with it
-  Tensor<std::int32_t, D> slot_token;    // [S] source token of each slot, S = T * k
+  std::vector<index_t> offsets;             // [E + 1], host memory: the expert loop slices with it
+  Tensor<std::int32_t, D> slot_token;       // [S] source token of each slot, S = T * k
   Tensor<std::int32_t, D> assignment_slot;  // [T, k] slot that holds (token t, choice j)
 
   [[nodiscard]] index_t num_experts() const { return static_cast<index_t>(offsets.size()) - 1; }

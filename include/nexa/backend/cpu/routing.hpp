@@ -14,8 +14,8 @@ template <>
 struct RoutingKernel<cpu> {
   // probs = softmax(logits) per row; experts/weights = the k largest, ties to the lower index.
   template <class A>
-  static void softmax_topk(const A* logits, index_t tokens, index_t num_experts, index_t k, bool renormalize,
-                           A* probs, std::int32_t* experts, A* weights) {
+  static void softmax_topk(const A* logits, index_t tokens, index_t num_experts, index_t k, bool renormalize, A* probs,
+                           std::int32_t* experts, A* weights) {
     NEXA_PARALLEL_FOR_IF(tokens * num_experts > parallel_grain)
     for (index_t t = 0; t < tokens; ++t) {
       const A* z = logits + t * num_experts;
@@ -47,9 +47,9 @@ struct RoutingKernel<cpu> {
   // Gradient of the loss w.r.t. the logits, given its gradient w.r.t. the top-k weights and
   // (optionally, may be null) w.r.t. the full probabilities.
   template <class A>
-  static void softmax_topk_backward(const A* probs, const std::int32_t* experts, const A* weights,
-                                    const A* d_weights, const A* d_probs, index_t tokens, index_t num_experts,
-                                    index_t k, bool renormalize, A* d_logits) {
+  static void softmax_topk_backward(const A* probs, const std::int32_t* experts, const A* weights, const A* d_weights,
+                                    const A* d_probs, index_t tokens, index_t num_experts, index_t k, bool renormalize,
+                                    A* d_logits) {
     NEXA_PARALLEL_FOR_IF(tokens * num_experts > parallel_grain)
     for (index_t t = 0; t < tokens; ++t) {
       const A* p = probs + t * num_experts;
@@ -104,8 +104,10 @@ struct RoutingKernel<cpu> {
     NEXA_PARALLEL_FOR_IF(tokens * width > parallel_grain)
     for (index_t t = 0; t < tokens; ++t) {
       T* out = dst + t * width;
-      if (beta == T(0)) std::fill(out, out + width, T(0));
-      else if (beta != T(1)) for (index_t c = 0; c < width; ++c) out[c] *= beta;
+      if (beta == T(0))
+        std::fill(out, out + width, T(0));
+      else if (beta != T(1))
+        for (index_t c = 0; c < width; ++c) out[c] *= beta;
       for (index_t j = 0; j < k; ++j) {
         const T* row = src + static_cast<index_t>(assignment_slot[t * k + j]) * width;
         const T w = weights ? static_cast<T>(weights[t * k + j]) : T(1);
@@ -131,8 +133,8 @@ struct RoutingKernel<cpu> {
 
   // d_weights[t, j] = <dy[t], expert_out[slot(t, j)]>, accumulated in W.
   template <class T, class W>
-  static void combine_weight_grad(const T* dy, const T* expert_out, const std::int32_t* assignment_slot,
-                                  index_t tokens, index_t k, index_t width, W* d_weights) {
+  static void combine_weight_grad(const T* dy, const T* expert_out, const std::int32_t* assignment_slot, index_t tokens,
+                                  index_t k, index_t width, W* d_weights) {
     NEXA_PARALLEL_FOR_IF(tokens * k * width > parallel_grain)
     for (index_t t = 0; t < tokens; ++t) {
       for (index_t j = 0; j < k; ++j) {
