@@ -36,6 +36,7 @@ inline double to_unit_open0(std::uint32_t hi, std::uint32_t lo) {
 // One independent random stream: element i of anything drawn from it depends only on (seed, id, i).
 class RandomStream {
  public:
+  RandomStream() = default;
   RandomStream(std::uint64_t seed, std::uint64_t id) : seed_(seed), id_(id) {}
 
   // Four 32-bit words for counter `index`.
@@ -63,8 +64,8 @@ class RandomStream {
   [[nodiscard]] std::uint64_t id() const { return id_; }
 
  private:
-  std::uint64_t seed_;
-  std::uint64_t id_;
+  std::uint64_t seed_ = 0;
+  std::uint64_t id_ = 0;
 };
 
 // Hands out consecutive streams from one seed. Constructing modules in the same order from the
