@@ -1,0 +1,89 @@
+// nexa_bench_moe_layer: MoE layer forward and forward+backward throughput against a plain GEMM
+// of the same FLOPs, measured in the same run.
+//   nexa_bench_moe_layer [--json] [--quick]
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "bench_util.hpp"
+#include "nexa/moe.hpp"
+
+namespace {
+
+struct Shape {
+  std::string name;
+  nexa::index_t tokens, d_model, d_ff, experts;
+  int k;
+};
+
+// FLOPs of the experts' GEMMs in one forward: two products of [tokens*k, d] x [d, d_ff] size.
+double expert_forward_flops(const Shape& s) {
+  return 2.0 * 2.0 * static_cast<double>(s.tokens * s.k) * static_cast<double>(s.d_model * s.d_ff);
+}
+
+// GFLOP/s of a plain sgemm at the experts' aggregate shape, [tokens*k, d] x [d, d_ff].
+double reference_gemm_gflops(const Shape& s, nexa::Rng& rng) {
+  auto a = nexa::Tensor<float>::randn({s.tokens * s.k, s.d_model}, rng);
+  auto b = nexa::Tensor<float>::randn({s.d_ff, s.d_model}, rng);
+  auto c = nexa::Tensor<float>::uninitialized({s.tokens * s.k, s.d_ff});
+  const double t = nexa::bench::median_seconds([&] { nexa::ops::gemm(a, nexa::Trans::N, b, nexa::Trans::T, c); });
+  return 2.0 * static_cast<double>(s.tokens * s.k) * static_cast<double>(s.d_model * s.d_ff) / t * 1e-9;
+}
+
+template <int K>
+void run(const Shape& s, bool json) {
+  using Layer = nexa::MoELayer<nexa::TopKRouter<K>, nexa::T5FFN<nexa::Relu>>;
+  nexa::Rng rng(1);
+  Layer layer({.d_model = s.d_model, .d_ff = s.d_ff, .num_experts = s.experts}, rng);
+  auto x = nexa::Tensor<float>::randn({s.tokens, s.d_model}, rng);
+  auto dy = nexa::Tensor<float>::randn({s.tokens, s.d_model}, rng, 1e-3);
+  typename Layer::Cache cache;
+  const double t_fwd = nexa::bench::median_seconds([&] { (void)layer.forward(x, cache); });
+  const double t_fwdbwd = nexa::bench::median_seconds([&] {
+    (void)layer.forward(x, cache);
+    (void)layer.backward(dy, cache);
+  });
+  const double gemm = reference_gemm_gflops(s, rng);
+  const double f = expert_forward_flops(s);
+  const double fwd_gflops = f / t_fwd * 1e-9;
+  const double fwdbwd_gflops = 3.0 * f / t_fwdbwd * 1e-9;  // backward = dX and dW products: 2x forward
+  if (json) {
+    std::printf(
+        "{\"name\": \"%s\", \"tokens\": %lld, \"d_model\": %lld, \"d_ff\": %lld, \"experts\": %lld, \"k\": %d, "
+        "\"seconds_fwd\": %.6f, \"seconds_fwdbwd\": %.6f, \"fwd_gflops\": %.2f, \"fwdbwd_gflops\": %.2f, "
+        "\"gemm_gflops\": %.2f, \"fwd_gemm_ratio\": %.3f, \"fwdbwd_gemm_ratio\": %.3f}\n",
+        s.name.c_str(), static_cast<long long>(s.tokens), static_cast<long long>(s.d_model),
+        static_cast<long long>(s.d_ff), static_cast<long long>(s.experts), K, t_fwd, t_fwdbwd, fwd_gflops,
+        fwdbwd_gflops, gemm, fwd_gflops / gemm, fwdbwd_gflops / gemm);
+  } else {
+    std::printf("%-22s fwd %8.2f ms %7.1f GFLOP/s (%.2fx gemm)   fwd+bwd %8.2f ms %7.1f GFLOP/s (%.2fx gemm)   "
+                "gemm %.1f GFLOP/s\n",
+                s.name.c_str(), t_fwd * 1e3, fwd_gflops, fwd_gflops / gemm, t_fwdbwd * 1e3, fwdbwd_gflops,
+                fwdbwd_gflops / gemm, gemm);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool json = false, quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0) json = true;
+    else if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--json] [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  const nexa::index_t tokens = quick ? 512 : 4096;
+  try {
+    run<2>({"default_E8_top2", tokens, 512, 2048, 8, 2}, json);
+    run<2>({"E64_top2", tokens, 512, 2048, 64, 2}, json);
+    run<1>({"E8_top1", tokens, 512, 2048, 8, 1}, json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nexa_bench_moe_layer: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
