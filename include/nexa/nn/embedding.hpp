@@ -1,0 +1,134 @@
+#pragma once
+// Embedding: a lookup table, y[..., :] = weight[id, :]. weight is [num_embeddings, embedding_dim]
+// as in PyTorch's nn.Embedding and Hugging Face checkpoints ("weight"), initialised N(0, init_std)
+// (PyTorch's default is N(0, 1)). Token ids are int32 of any shape; the output appends one axis.
+// The backward is deterministic: gradient rows are gathered per vocabulary row in token order and
+// rows are split across threads, so no two threads touch the same row and the sum order never
+// depends on the thread count.
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nexa/core/parallel.hpp"
+#include "nexa/core/param.hpp"
+#include "nexa/core/tensor.hpp"
+
+namespace nexa {
+
+template <class T = float, class D = cpu>
+class Embedding {
+  static_assert(std::same_as<D, cpu>, "Embedding: only the CPU backend implements it yet");
+
+ public:
+  struct Config {
+    index_t num_embeddings = 0;  // vocabulary size
+    index_t embedding_dim = 0;
+    double init_std = 1.0;
+  };
+  struct Cache {
+    Tensor<std::int32_t, D> ids;  // the input ids, any shape
+  };
+  template <class T2, class D2>
+  using rebind = Embedding<T2, D2>;
+
+  Param<T, D> weight;  // [num_embeddings, embedding_dim]
+
+  Embedding() = default;
+  Embedding(const Config& config, Rng& rng) : config_(config) {
+    require(config.num_embeddings > 0 && config.embedding_dim > 0, "Embedding",
+            "num_embeddings and embedding_dim must be positive, got ", config.num_embeddings, " and ",
+            config.embedding_dim);
+    require(config.init_std >= 0, "Embedding", "init_std must be non-negative, got ", config.init_std);
+    weight = Param<T, D>(Tensor<T, D>::randn({config.num_embeddings, config.embedding_dim}, rng, config.init_std));
+  }
+
+  [[nodiscard]] const Config& config() const { return config_; }
+
+  // ids: [...] -> [..., embedding_dim]. An rvalue ids tensor is kept without a copy.
+  [[nodiscard]] Tensor<T, D> forward(TensorView<const std::int32_t, D> ids, Cache& cache) const {
+    check_ids(ids);
+    cache.ids = clone(ids);
+    return gather(ids);
+  }
+  [[nodiscard]] Tensor<T, D> forward(Tensor<std::int32_t, D>&& ids, Cache& cache) const {
+    check_ids(ids.cview());
+    cache.ids = std::move(ids);
+    return gather(cache.ids.cview());
+  }
+  // Forward without keeping anything (inference).
+  [[nodiscard]] Tensor<T, D> apply(TensorView<const std::int32_t, D> ids) const {
+    check_ids(ids);
+    return gather(ids);
+  }
+
+  // Accumulates dW when trainable. The input is integer ids, so there is no dx.
+  void backward(TensorView<const T, D> dy, Cache& cache) {
+    const TensorView<const std::int32_t, D> ids = cache.ids.cview();
+    require_shape(dy, output_shape(ids.shape()), "Embedding", "dy");
+    if (!weight.trainable) return;
+    const index_t n = ids.numel(), dim = config_.embedding_dim, vocab = config_.num_embeddings;
+    // Counting sort of token positions by id (stable, so each row sums its tokens in order).
+    std::vector<index_t> start(static_cast<std::size_t>(vocab) + 1, 0);
+    for (index_t t = 0; t < n; ++t) ++start[static_cast<std::size_t>(ids.data()[t]) + 1];
+    std::vector<index_t> used;  // ids that occur, ascending
+    for (index_t v = 0; v < vocab; ++v) {
+      if (start[static_cast<std::size_t>(v) + 1] > 0) used.push_back(v);
+      start[static_cast<std::size_t>(v) + 1] += start[static_cast<std::size_t>(v)];
+    }
+    std::vector<index_t> order(static_cast<std::size_t>(n));
+    std::vector<index_t> fill(start.begin(), start.end() - 1);
+    for (index_t t = 0; t < n; ++t)
+      order[static_cast<std::size_t>(fill[static_cast<std::size_t>(ids.data()[t])]++)] = t;
+
+    const index_t n_used = static_cast<index_t>(used.size());
+    T* grad = weight.grad.data();
+    const T* g = dy.data();
+    NEXA_PARALLEL_FOR_IF(n * dim > parallel_grain)
+    for (index_t u = 0; u < n_used; ++u) {
+      const index_t v = used[static_cast<std::size_t>(u)];
+      T* row = grad + v * dim;
+      for (index_t k = start[static_cast<std::size_t>(v)]; k < start[static_cast<std::size_t>(v) + 1]; ++k) {
+        const T* src = g + order[static_cast<std::size_t>(k)] * dim;
+        for (index_t c = 0; c < dim; ++c) row[c] += src[c];
+      }
+    }
+  }
+
+  template <class F>
+  void visit_params(F&& f, const std::string& prefix = "") {
+    f(join_name(prefix, "weight"), weight);
+  }
+
+ private:
+  [[nodiscard]] Shape output_shape(const Shape& ids) const {
+    std::vector<index_t> dims = ids.dims();
+    dims.push_back(config_.embedding_dim);
+    return Shape(std::move(dims));
+  }
+
+  void check_ids(TensorView<const std::int32_t, D> ids) const {
+    require(config_.num_embeddings > 0, "Embedding", "module is not constructed");
+    const index_t vocab = config_.num_embeddings;
+    for (index_t t = 0; t < ids.numel(); ++t) {
+      const index_t id = ids.data()[t];
+      require(0 <= id && id < vocab, "Embedding", "token id ", id, " at position ", t,
+              " is out of range for vocab size ", vocab);
+    }
+  }
+
+  [[nodiscard]] Tensor<T, D> gather(TensorView<const std::int32_t, D> ids) const {
+    auto y = Tensor<T, D>::uninitialized(output_shape(ids.shape()));
+    const index_t n = ids.numel(), dim = config_.embedding_dim;
+    const T* w = weight.value.data();
+    T* out = y.data();
+    NEXA_PARALLEL_FOR_IF(n * dim > parallel_grain)
+    for (index_t t = 0; t < n; ++t) std::copy_n(w + static_cast<index_t>(ids.data()[t]) * dim, dim, out + t * dim);
+    return y;
+  }
+
+  Config config_;
+};
+
+}  // namespace nexa

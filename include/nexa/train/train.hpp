@@ -1,0 +1,6 @@
+#pragma once
+// Everything for training: losses with gradients, AdamW, the cosine schedule, gradient clipping.
+#include "nexa/train/adamw.hpp"
+#include "nexa/train/clip.hpp"
+#include "nexa/train/loss.hpp"
+#include "nexa/train/schedule.hpp"
