@@ -37,7 +37,7 @@ Tensor<double> naive_moe(Layer& layer, const Tensor<double>& x) {
     std::copy_n(x.data() + t * d, d, row.data());
     for (int j = 0; j < Layer::k; ++j) {
       const int e = order[static_cast<std::size_t>(j)];
-      const double w = cfg.renormalize ? p[static_cast<std::size_t>(e)] / chosen : p[static_cast<std::size_t>(e)];
+      const double w = cfg.renormalize && Layer::k > 1 ? p[static_cast<std::size_t>(e)] / chosen : p[static_cast<std::size_t>(e)];
       typename Layer::ExpertT::Cache c;
       auto out = layer.experts[static_cast<std::size_t>(e)].forward(row, c);
       for (nexa::index_t col = 0; col < d; ++col) y(t, col) += w * out(0, col);

@@ -17,7 +17,7 @@ struct ExpertConfig {
 struct RouterConfig {
   index_t d_model = 0;
   index_t num_experts = 0;
-  bool renormalize = true;          // rescale the k chosen probabilities to sum to 1
+  bool renormalize = true;          // rescale the k chosen probabilities to sum to 1 (k > 1 only)
   double load_balance_coef = 1e-2;  // Switch: alpha * N * sum_i f_i P_i
   double z_loss_coef = 1e-3;        // ST-MoE: c_z * mean_t logsumexp(logits_t)^2
   double init_std = 0.02;
@@ -29,8 +29,8 @@ struct MoEConfig {
   index_t d_model = 0;
   index_t d_ff = 0;
   index_t num_experts = 0;
-  double dropout = 0.0;  // inside each expert, after the activation (T5's placement)
-  bool renormalize = true;
+  double dropout = 0.0;     // inside each expert, after the activation (T5's placement)
+  bool renormalize = true;  // rescale the k chosen probabilities to sum to 1 (k > 1 only)
   double load_balance_coef = 1e-2;
   double z_loss_coef = 1e-3;
   double router_init_std = 0.02;

@@ -51,6 +51,9 @@ class TopKRouter {
 
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] index_t num_experts() const { return config_.num_experts; }
+  // Top-1 is never renormalised: its weight would be the constant 1, cutting the router off from
+  // the task gradient. Switch Transformers scales the expert output by the raw probability.
+  [[nodiscard]] bool renormalize() const { return config_.renormalize && K > 1; }
 
   // x: [T, d]. Fills cache.routing and cache.aux.
   const Routing<A, D>& route(TensorView<const T, D> x, Cache& cache) {
@@ -59,7 +62,7 @@ class TopKRouter {
     Tensor<A, D> xa = to_acc(x);
     cache.logits = Tensor<A, D>::uninitialized({xa.rows(), config_.num_experts});
     ops::gemm(xa, Trans::N, weight.value, Trans::T, cache.logits);
-    cache.routing = ops::softmax_topk(cache.logits, K, config_.renormalize);
+    cache.routing = ops::softmax_topk(cache.logits, K, renormalize());
     cache.aux.load_balance =
         load_balance_loss<A>(cache.routing.probs, cache.routing.experts, config_.load_balance_coef, nullptr);
     cache.aux.z_loss = z_loss<A>(cache.logits, cache.routing.probs, config_.z_loss_coef, nullptr);
@@ -73,7 +76,7 @@ class TopKRouter {
     const Routing<A, D>& r = cache.routing;
     Tensor<A, D> d_probs(r.probs.shape());
     (void)load_balance_loss<A>(r.probs, r.experts, config_.load_balance_coef, &d_probs);
-    Tensor<A, D> d_logits = ops::softmax_topk_backward<A, D>(r, d_weights, d_probs.cview(), config_.renormalize);
+    Tensor<A, D> d_logits = ops::softmax_topk_backward<A, D>(r, d_weights, d_probs.cview(), renormalize());
     (void)z_loss<A>(cache.logits, r.probs, config_.z_loss_coef, &d_logits);
     if (weight.trainable) {
       require(!cache.input.empty() || d_logits.rows() == 0, "TopKRouter",
