@@ -1,0 +1,67 @@
+#pragma once
+// Helpers shared by the CUDA backend tests: poisoned outputs, normalised errors, host copies.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "nexa/backend/cuda.hpp"
+
+namespace nexa_test {
+
+using nexa::index_t;
+template <class T>
+using DeviceTensor = nexa::Tensor<T, nexa::cuda>;
+
+// NaN for floating point, an absurd index for integers: any element a kernel fails to write shows.
+template <class T>
+T poison_value() {
+  if constexpr (std::is_floating_point_v<T>)
+    return std::numeric_limits<T>::quiet_NaN();
+  else
+    return T(-1234567);
+}
+
+template <class T>
+DeviceTensor<T> poisoned(nexa::Shape shape) {
+  return DeviceTensor<T>::full(std::move(shape), poison_value<T>());
+}
+
+template <class T>
+std::vector<T> host_poisoned(std::size_t n) {
+  return std::vector<T>(n, poison_value<T>());
+}
+
+// ||got - want|| / ||want|| (Frobenius); NaN anywhere makes it NaN, which fails every `<` check.
+template <class T>
+double rel_error(const std::vector<T>& got, const std::vector<T>& want) {
+  REQUIRE(got.size() == want.size());
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - static_cast<double>(want[i]);
+    num += d * d;
+    den += static_cast<double>(want[i]) * static_cast<double>(want[i]);
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
+}
+
+template <class T>
+constexpr double tolerance() {
+  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
+}
+
+template <class T>
+bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+template <class T>
+std::vector<T> random_normal(index_t n, nexa::Rng& rng, double stddev = 1.0) {
+  return nexa::Tensor<T>::randn({n}, rng, stddev).to_host();
+}
+
+}  // namespace nexa_test
