@@ -37,7 +37,8 @@ Tensor<double> naive_moe(Layer& layer, const Tensor<double>& x) {
     std::copy_n(x.data() + t * d, d, row.data());
     for (int j = 0; j < Layer::k; ++j) {
       const int e = order[static_cast<std::size_t>(j)];
-      const double w = cfg.renormalize && Layer::k > 1 ? p[static_cast<std::size_t>(e)] / chosen : p[static_cast<std::size_t>(e)];
+      const double w =
+          cfg.renormalize && Layer::k > 1 ? p[static_cast<std::size_t>(e)] / chosen : p[static_cast<std::size_t>(e)];
       typename Layer::ExpertT::Cache c;
       auto out = layer.experts[static_cast<std::size_t>(e)].forward(row, c);
       for (nexa::index_t col = 0; col < d; ++col) y(t, col) += w * out(0, col);
@@ -76,7 +77,8 @@ void check_layer(const nexa::MoEConfig& cfg, std::uint64_t seed) {
   };
   CHECK(nexa::testing::gradient_error(loss, x.data(), x.numel(), dx.data()) < 1e-6);
   for (auto& [name, p] : nexa::testing::trainable_params(layer)) {
-    INFO(name);
+    const std::string param_name = name;  // clang cannot capture a structured binding
+    INFO(param_name);
     CHECK(nexa::testing::gradient_error(loss, p->value.data(), p->numel(), p->grad.data()) < 1e-6);
   }
 }

@@ -24,7 +24,8 @@ void check_ffn_gradients(double dropout) {
   };
   CHECK(nexa::testing::gradient_error(loss, x.data(), x.numel(), dx.data()) < 1e-6);
   for (auto& [name, p] : nexa::testing::trainable_params(ffn)) {
-    INFO(name);
+    const std::string param_name = name;  // clang cannot capture a structured binding
+    INFO(param_name);
     CHECK(nexa::testing::gradient_error(loss, p->value.data(), p->numel(), p->grad.data()) < 1e-6);
   }
 }

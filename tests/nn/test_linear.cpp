@@ -32,7 +32,8 @@ TEST_CASE("Linear gradients match central differences (input, weight, bias)") {
     auto loss = [&] { return nexa::testing::weighted_sum(lin.apply(x), r); };
     CHECK(nexa::testing::gradient_error(loss, x.data(), x.numel(), dx.data()) < 1e-6);
     for (auto& [name, p] : nexa::testing::trainable_params(lin)) {
-      INFO(name);
+      const std::string param_name = name;  // clang cannot capture a structured binding
+      INFO(param_name);
       CHECK(nexa::testing::gradient_error(loss, p->value.data(), p->numel(), p->grad.data()) < 1e-6);
     }
   }

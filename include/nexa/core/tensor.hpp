@@ -12,6 +12,7 @@
 #include "nexa/core/buffer.hpp"
 #include "nexa/core/device.hpp"
 #include "nexa/core/error.hpp"
+#include "nexa/core/parallel.hpp"
 #include "nexa/core/rng.hpp"
 #include "nexa/core/shape.hpp"
 
@@ -124,14 +125,18 @@ class Tensor {
   [[nodiscard]] static Tensor randn(Shape shape, Rng& rng, double stddev = 1.0, double mean = 0.0) {
     const RandomStream s = rng.stream();
     std::vector<T> host(static_cast<std::size_t>(shape.numel()));
-    for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<T>(mean + stddev * s.normal(i));
+    const index_t n = shape.numel();
+    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+    for (index_t i = 0; i < n; ++i) host[std::size_t(i)] = static_cast<T>(mean + stddev * s.normal(std::uint64_t(i)));
     return from_host(std::move(shape), host);
   }
   // Uniform in (lo, hi].
   [[nodiscard]] static Tensor uniform(Shape shape, Rng& rng, double lo, double hi) {
     const RandomStream s = rng.stream();
     std::vector<T> host(static_cast<std::size_t>(shape.numel()));
-    for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<T>(lo + (hi - lo) * s.uniform(i));
+    const index_t n = shape.numel();
+    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+    for (index_t i = 0; i < n; ++i) host[std::size_t(i)] = static_cast<T>(lo + (hi - lo) * s.uniform(std::uint64_t(i)));
     return from_host(std::move(shape), host);
   }
 
