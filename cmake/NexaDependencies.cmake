@@ -1,12 +1,21 @@
-# Finds nexa's dependencies and attaches them to a target. Shared by the build tree and, through
-# nexaConfig.cmake, by installed consumers, so both see the same flags.
+# Finds nexa's dependencies and attaches them to a target. The results are recorded in
+# NEXA_HAVE_OPENMP, NEXA_HAVE_BLAS and NEXA_BLAS_VENDOR, which nexaConfig.cmake.in bakes into the
+# installed package, so installed consumers find the same dependencies and get the same flags
+# (EIGEN_USE_BLAS) as the build tree.
 include(GNUInstallDirs)
 
 macro(nexa_find_dependencies)
   find_package(Eigen3 3.4 REQUIRED NO_MODULE)
   find_package(xtensor REQUIRED)
   find_package(OpenMP COMPONENTS CXX)
+  if(OpenMP_CXX_FOUND)
+    set(NEXA_HAVE_OPENMP ON)
+  else()
+    set(NEXA_HAVE_OPENMP OFF)
+    message(STATUS "nexa: no OpenMP; parallel loops run serially")
+  endif()
   set(NEXA_HAVE_BLAS OFF)
+  set(NEXA_BLAS_VENDOR "")
   if(NEXA_USE_BLAS)
     if(NOT DEFINED BLA_VENDOR)
       set(BLA_VENDOR OpenBLAS)
@@ -14,15 +23,17 @@ macro(nexa_find_dependencies)
     find_package(BLAS)
     if(BLAS_FOUND)
       set(NEXA_HAVE_BLAS ON)
+      set(NEXA_BLAS_VENDOR "${BLA_VENDOR}")
+      message(STATUS "nexa: Eigen's GEMM runs on BLAS (${BLAS_LIBRARIES})")
     else()
-      message(STATUS "nexa: no BLAS found; Eigen's own GEMM will be used")
+      message(STATUS "nexa: no BLAS (BLA_VENDOR=${BLA_VENDOR}) found; Eigen's own GEMM will be used")
     endif()
   endif()
 endmacro()
 
 function(nexa_link_dependencies target)
   target_link_libraries(${target} INTERFACE Eigen3::Eigen xtensor)
-  if(OpenMP_CXX_FOUND)
+  if(NEXA_HAVE_OPENMP)
     target_link_libraries(${target} INTERFACE OpenMP::OpenMP_CXX)
   endif()
   if(NEXA_HAVE_BLAS)

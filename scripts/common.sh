@@ -1,0 +1,20 @@
+# shellcheck shell=bash disable=SC2034
+# Sourced by scripts/demo.sh and scripts/test.sh: paths, parallelism, thread policy, CMake flags.
+NEXA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Build trees live under $NEXA_BUILD_DIR (default build/): release/ and sanitize/.
+BUILD_ROOT="${NEXA_BUILD_DIR:-$NEXA_ROOT/build}"
+[[ "$BUILD_ROOT" = /* ]] || BUILD_ROOT="$NEXA_ROOT/$BUILD_ROOT"
+JOBS="${NEXA_JOBS:-$(nproc)}"
+export NEXA_JOBS="$JOBS"
+
+# Thread policy (docs/building.md, "Threads"): nexa parallelises with OpenMP; the pthread build
+# of OpenBLAS has a second pool of its own, and the two oversubscribe small machines. Unless the
+# caller chose otherwise, BLAS runs on the calling thread and OpenMP uses every core.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$JOBS}"
+
+# Compiler cache when there is one; never required.
+CMAKE_LAUNCHER_FLAGS=()
+if command -v ccache > /dev/null; then
+  CMAKE_LAUNCHER_FLAGS=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
