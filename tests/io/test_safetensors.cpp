@@ -244,7 +244,8 @@ TEST_CASE("safetensors: read_safetensors / write_safetensors handle arbitrary te
   CHECK(back.metadata == meta);
   REQUIRE(back.tensors.size() == tensors.size());
   for (const auto& [name, t] : tensors) {
-    INFO(name);
+    const std::string param_name = name;  // clang cannot capture a structured binding
+    INFO(param_name);
     const auto& b = back.tensors.at(name);
     CHECK(b.dtype == t.dtype);
     CHECK(b.shape == t.shape);
