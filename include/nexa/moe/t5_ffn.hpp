@@ -6,6 +6,7 @@
 // caller-provided views so an MoE layer can run each expert straight into its slice.
 #include <cmath>
 #include <string>
+#include <string_view>
 
 #include "nexa/core/param.hpp"
 #include "nexa/moe/config.hpp"
@@ -21,17 +22,72 @@ struct Gated {};
 using GatedGelu = Gated<GeluNew>;
 using SwiGLU = Gated<Silu>;
 
-namespace ffn_detail {
-template <class T, class D>
-Param<T, D> t5_weight(index_t out, index_t in, double std, Rng& rng) {
-  return Param<T, D>(Tensor<T, D>::randn({out, in}, rng, std));
-}
-}  // namespace ffn_detail
-
-template <class Act, class T = float, class D = cpu>
-class T5FFN {
+// What the T5FFN variants share: config, dropout, T5 initialisation, the allocating
+// forward/backward around forward_into/backward_into, and their shape checks.
+template <class Derived, class T, class D>
+class T5FFNBase {
  public:
   using Config = ExpertConfig;
+
+  T5FFNBase() = default;
+  T5FFNBase(const Config& config, Rng& rng, std::string_view name) : config_(config), name_(name) {
+    require(config.d_model > 0 && config.d_ff > 0, name, "d_model and d_ff must be positive, got ", config.d_model,
+            " and ", config.d_ff);
+    dropout_ = Dropout<T, D>({config.dropout}, rng);
+  }
+
+  [[nodiscard]] const Config& config() const { return config_; }
+  void set_training(bool on) { dropout_.set_training(on); }
+  [[nodiscard]] Dropout<T, D>& dropout() { return dropout_; }
+
+  // x: [..., d_model] -> [..., d_model]. An rvalue input is kept without a copy.
+  template <class Cache>
+  [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) {
+    return forward(clone(x), cache);
+  }
+  template <class Cache>
+  [[nodiscard]] Tensor<T, D> forward(Tensor<T, D>&& x, Cache& cache) {
+    auto y = Tensor<T, D>::uninitialized(x.shape());
+    static_cast<Derived&>(*this).forward_into(std::move(x), cache, y.view());
+    return y;
+  }
+  template <class Cache>
+  [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
+    auto dx = Tensor<T, D>::uninitialized(dy.shape());
+    static_cast<Derived&>(*this).backward_into(dy, cache, dx.view());
+    return dx;
+  }
+
+ protected:
+  // T5's initialisation unless init_std is set: wi ~ N(0, d_model^-1/2), wo ~ N(0, d_ff^-1/2).
+  Param<T, D> init_weight(index_t out, index_t in, Rng& rng) const {
+    const double std = config_.init_std > 0 ? config_.init_std : std::pow(static_cast<double>(in), -0.5);
+    return Param<T, D>(Tensor<T, D>::randn({out, in}, rng, std));
+  }
+  void check_forward(const Tensor<T, D>& x, TensorView<T, D> y) const {
+    require(x.cols() == config_.d_model, name_, "input's last axis expected ", config_.d_model, ", got shape ",
+            x.shape());
+    require(y.rows() == x.rows() && y.cols() == config_.d_model, name_, "output expected ", x.rows(), " x ",
+            config_.d_model, ", got ", y.shape());
+  }
+  void check_backward(index_t n, TensorView<const T, D> dy, TensorView<T, D> dx) const {
+    require(dy.rows() == n && dy.cols() == config_.d_model, name_, "dy expected ", n, " x ", config_.d_model, ", got ",
+            dy.shape());
+    require(dx.rows() == n && dx.cols() == config_.d_model, name_, "dx expected ", n, " x ", config_.d_model, ", got ",
+            dx.shape());
+  }
+
+  Config config_;
+  std::string_view name_;
+  Dropout<T, D> dropout_;
+};
+
+template <class Act, class T = float, class D = cpu>
+class T5FFN : public T5FFNBase<T5FFN<Act, T, D>, T, D> {
+  using Base = T5FFNBase<T5FFN<Act, T, D>, T, D>;
+
+ public:
+  using typename Base::Config;
   struct Cache {
     Tensor<T, D> input;   // [n, d_model]
     Tensor<T, D> pre;     // [n, d_ff] pre-activation (kept only when Act is not Relu)
@@ -45,38 +101,16 @@ class T5FFN {
   Param<T, D> wo;  // [d_model, d_ff]
 
   T5FFN() = default;
-  T5FFN(const Config& config, Rng& rng) : config_(config) {
-    check_config(config);
-    const double s = config.init_std;
-    wi = ffn_detail::t5_weight<T, D>(config.d_ff, config.d_model, s > 0 ? s : std::pow(config.d_model, -0.5), rng);
-    wo = ffn_detail::t5_weight<T, D>(config.d_model, config.d_ff, s > 0 ? s : std::pow(config.d_ff, -0.5), rng);
-    dropout_ = Dropout<T, D>({config.dropout}, rng);
-  }
-
-  [[nodiscard]] const Config& config() const { return config_; }
-  void set_training(bool on) { dropout_.set_training(on); }
-  [[nodiscard]] Dropout<T, D>& dropout() { return dropout_; }
-
-  [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) { return forward(clone(x), cache); }
-  [[nodiscard]] Tensor<T, D> forward(Tensor<T, D>&& x, Cache& cache) {
-    auto y = Tensor<T, D>::uninitialized(out_shape(x.shape(), config_.d_model));
-    forward_into(std::move(x), cache, y.view());
-    return y;
-  }
-  [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
-    auto dx = Tensor<T, D>::uninitialized(dy.shape());
-    backward_into(dy, cache, dx.view());
-    return dx;
+  T5FFN(const Config& config, Rng& rng) : Base(config, rng, "T5FFN") {
+    wi = this->init_weight(config.d_ff, config.d_model, rng);
+    wo = this->init_weight(config.d_model, config.d_ff, rng);
   }
 
   void forward_into(Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
-    require(x.cols() == config_.d_model, "T5FFN", "input's last axis expected ", config_.d_model, ", got shape ",
-            x.shape());
-    require(y.rows() == x.rows() && y.cols() == config_.d_model, "T5FFN", "output expected ", x.rows(), " x ",
-            config_.d_model, ", got ", y.shape());
+    this->check_forward(x, y);
     cache.input = std::move(x);
     const index_t n = cache.input.rows();
-    cache.hidden = Tensor<T, D>::uninitialized({n, config_.d_ff});
+    cache.hidden = Tensor<T, D>::uninitialized({n, this->config_.d_ff});
     if (n == 0) return;
     ops::gemm(cache.input, Trans::N, wi.value, Trans::T, cache.hidden);
     if constexpr (std::same_as<Act, Relu>) {
@@ -85,21 +119,18 @@ class T5FFN {
       cache.pre = cache.hidden;
       nn_detail::apply_activation<Act>(cache.hidden.data(), cache.hidden.numel());
     }
-    dropout_.forward_inplace(cache.hidden.data(), cache.hidden.numel(), cache.dropout);
+    this->dropout_.forward_inplace(cache.hidden.data(), cache.hidden.numel(), cache.dropout);
     ops::gemm(cache.hidden, Trans::N, wo.value, Trans::T, y);
   }
 
   void backward_into(TensorView<const T, D> dy, Cache& cache, TensorView<T, D> dx) {
     const index_t n = cache.input.rows();
-    require(dy.rows() == n && dy.cols() == config_.d_model, "T5FFN", "dy expected ", n, " x ", config_.d_model,
-            ", got ", dy.shape());
-    require(dx.rows() == n && dx.cols() == config_.d_model, "T5FFN", "dx expected ", n, " x ", config_.d_model,
-            ", got ", dx.shape());
+    this->check_backward(n, dy, dx);
     if (n == 0) return;
     if (wo.trainable) ops::gemm(dy, Trans::T, cache.hidden, Trans::N, wo.grad, T(1), T(1));
-    auto dh = Tensor<T, D>::uninitialized({n, config_.d_ff});
+    auto dh = Tensor<T, D>::uninitialized({n, this->config_.d_ff});
     ops::gemm(dy, Trans::N, wo.value, Trans::N, dh);
-    dropout_.backward_inplace(dh.data(), dh.numel(), cache.dropout);
+    this->dropout_.backward_inplace(dh.data(), dh.numel(), cache.dropout);
     T* g = dh.data();
     const index_t count = dh.numel();
     if constexpr (std::same_as<Act, Relu>) {
@@ -121,26 +152,14 @@ class T5FFN {
     f(join_name(prefix, "wi.weight"), wi);
     f(join_name(prefix, "wo.weight"), wo);
   }
-
-  static Shape out_shape(const Shape& in, index_t cols) {
-    std::vector<index_t> dims = in.dims();
-    dims.back() = cols;
-    return Shape(dims);
-  }
-  static void check_config(const Config& c) {
-    require(c.d_model > 0 && c.d_ff > 0, "T5FFN", "d_model and d_ff must be positive, got ", c.d_model, " and ",
-            c.d_ff);
-  }
-
- private:
-  Config config_;
-  Dropout<T, D> dropout_;
 };
 
 template <class Act, class T, class D>
-class T5FFN<Gated<Act>, T, D> {
+class T5FFN<Gated<Act>, T, D> : public T5FFNBase<T5FFN<Gated<Act>, T, D>, T, D> {
+  using Base = T5FFNBase<T5FFN<Gated<Act>, T, D>, T, D>;
+
  public:
-  using Config = ExpertConfig;
+  using typename Base::Config;
   struct Cache {
     Tensor<T, D> input;   // [n, d_model]
     Tensor<T, D> gate;    // [n, d_ff] wi_0 x (pre-activation)
@@ -156,42 +175,19 @@ class T5FFN<Gated<Act>, T, D> {
   Param<T, D> wo;    // [d_model, d_ff]
 
   T5FFN() = default;
-  T5FFN(const Config& config, Rng& rng) : config_(config) {
-    T5FFN<Relu, T, D>::check_config(config);
-    const double s = config.init_std;
-    const double s_in = s > 0 ? s : std::pow(config.d_model, -0.5);
-    wi_0 = ffn_detail::t5_weight<T, D>(config.d_ff, config.d_model, s_in, rng);
-    wi_1 = ffn_detail::t5_weight<T, D>(config.d_ff, config.d_model, s_in, rng);
-    wo = ffn_detail::t5_weight<T, D>(config.d_model, config.d_ff, s > 0 ? s : std::pow(config.d_ff, -0.5), rng);
-    dropout_ = Dropout<T, D>({config.dropout}, rng);
-  }
-
-  [[nodiscard]] const Config& config() const { return config_; }
-  void set_training(bool on) { dropout_.set_training(on); }
-  [[nodiscard]] Dropout<T, D>& dropout() { return dropout_; }
-
-  [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) { return forward(clone(x), cache); }
-  [[nodiscard]] Tensor<T, D> forward(Tensor<T, D>&& x, Cache& cache) {
-    auto y = Tensor<T, D>::uninitialized(T5FFN<Relu, T, D>::out_shape(x.shape(), config_.d_model));
-    forward_into(std::move(x), cache, y.view());
-    return y;
-  }
-  [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
-    auto dx = Tensor<T, D>::uninitialized(dy.shape());
-    backward_into(dy, cache, dx.view());
-    return dx;
+  T5FFN(const Config& config, Rng& rng) : Base(config, rng, "T5FFN<Gated>") {
+    wi_0 = this->init_weight(config.d_ff, config.d_model, rng);
+    wi_1 = this->init_weight(config.d_ff, config.d_model, rng);
+    wo = this->init_weight(config.d_model, config.d_ff, rng);
   }
 
   void forward_into(Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
-    require(x.cols() == config_.d_model, "T5FFN<Gated>", "input's last axis expected ", config_.d_model, ", got shape ",
-            x.shape());
-    require(y.rows() == x.rows() && y.cols() == config_.d_model, "T5FFN<Gated>", "output expected ", x.rows(), " x ",
-            config_.d_model, ", got ", y.shape());
+    this->check_forward(x, y);
     cache.input = std::move(x);
-    const index_t n = cache.input.rows();
-    cache.gate = Tensor<T, D>::uninitialized({n, config_.d_ff});
-    cache.linear = Tensor<T, D>::uninitialized({n, config_.d_ff});
-    cache.hidden = Tensor<T, D>::uninitialized({n, config_.d_ff});
+    const index_t n = cache.input.rows(), d_ff = this->config_.d_ff;
+    cache.gate = Tensor<T, D>::uninitialized({n, d_ff});
+    cache.linear = Tensor<T, D>::uninitialized({n, d_ff});
+    cache.hidden = Tensor<T, D>::uninitialized({n, d_ff});
     if (n == 0) return;
     ops::gemm(cache.input, Trans::N, wi_0.value, Trans::T, cache.gate);
     ops::gemm(cache.input, Trans::N, wi_1.value, Trans::T, cache.linear);
@@ -201,22 +197,19 @@ class T5FFN<Gated<Act>, T, D> {
     const index_t count = cache.hidden.numel();
     NEXA_PARALLEL_FOR_IF(count > parallel_grain)
     for (index_t i = 0; i < count; ++i) h[i] = Act::value(a[i]) * b[i];
-    dropout_.forward_inplace(h, count, cache.dropout);
+    this->dropout_.forward_inplace(h, count, cache.dropout);
     ops::gemm(cache.hidden, Trans::N, wo.value, Trans::T, y);
   }
 
   void backward_into(TensorView<const T, D> dy, Cache& cache, TensorView<T, D> dx) {
-    const index_t n = cache.input.rows();
-    require(dy.rows() == n && dy.cols() == config_.d_model, "T5FFN<Gated>", "dy expected ", n, " x ", config_.d_model,
-            ", got ", dy.shape());
-    require(dx.rows() == n && dx.cols() == config_.d_model, "T5FFN<Gated>", "dx expected ", n, " x ", config_.d_model,
-            ", got ", dx.shape());
+    const index_t n = cache.input.rows(), d_ff = this->config_.d_ff;
+    this->check_backward(n, dy, dx);
     if (n == 0) return;
     if (wo.trainable) ops::gemm(dy, Trans::T, cache.hidden, Trans::N, wo.grad, T(1), T(1));
-    auto d_gate = Tensor<T, D>::uninitialized({n, config_.d_ff});
+    auto d_gate = Tensor<T, D>::uninitialized({n, d_ff});  // holds dL/dh until split below
     ops::gemm(dy, Trans::N, wo.value, Trans::N, d_gate);
-    dropout_.backward_inplace(d_gate.data(), d_gate.numel(), cache.dropout);
-    auto d_linear = Tensor<T, D>::uninitialized({n, config_.d_ff});
+    this->dropout_.backward_inplace(d_gate.data(), d_gate.numel(), cache.dropout);
+    auto d_linear = Tensor<T, D>::uninitialized({n, d_ff});
     T* dg = d_gate.data();
     T* dl = d_linear.data();
     const T* a = cache.gate.data();
@@ -240,10 +233,6 @@ class T5FFN<Gated<Act>, T, D> {
     f(join_name(prefix, "wi_1.weight"), wi_1);
     f(join_name(prefix, "wo.weight"), wo);
   }
-
- private:
-  Config config_;
-  Dropout<T, D> dropout_;
 };
 
 }  // namespace nexa
