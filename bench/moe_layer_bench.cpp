@@ -56,10 +56,11 @@ void run(const Shape& s, bool json) {
         static_cast<long long>(s.d_ff), static_cast<long long>(s.experts), K, t_fwd, t_fwdbwd, fwd_gflops,
         fwdbwd_gflops, gemm, fwd_gflops / gemm, fwdbwd_gflops / gemm);
   } else {
-    std::printf("%-22s fwd %8.2f ms %7.1f GFLOP/s (%.2fx gemm)   fwd+bwd %8.2f ms %7.1f GFLOP/s (%.2fx gemm)   "
-                "gemm %.1f GFLOP/s\n",
-                s.name.c_str(), t_fwd * 1e3, fwd_gflops, fwd_gflops / gemm, t_fwdbwd * 1e3, fwdbwd_gflops,
-                fwdbwd_gflops / gemm, gemm);
+    std::printf(
+        "%-22s fwd %8.2f ms %7.1f GFLOP/s (%.2fx gemm)   fwd+bwd %8.2f ms %7.1f GFLOP/s (%.2fx gemm)   "
+        "gemm %.1f GFLOP/s\n",
+        s.name.c_str(), t_fwd * 1e3, fwd_gflops, fwd_gflops / gemm, t_fwdbwd * 1e3, fwdbwd_gflops, fwdbwd_gflops / gemm,
+        gemm);
   }
   std::fflush(stdout);
 }
@@ -69,8 +70,10 @@ void run(const Shape& s, bool json) {
 int main(int argc, char** argv) {
   bool json = false, quick = false;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--json") == 0) json = true;
-    else if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--json") == 0)
+      json = true;
+    else if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
     else {
       std::fprintf(stderr, "usage: %s [--json] [--quick]\n", argv[0]);
       return 2;

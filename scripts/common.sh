@@ -7,11 +7,11 @@ BUILD_ROOT="${NEXA_BUILD_DIR:-$NEXA_ROOT/build}"
 JOBS="${NEXA_JOBS:-$(nproc)}"
 export NEXA_JOBS="$JOBS"
 
-# Thread policy (docs/building.md, "Threads"): nexa parallelises with OpenMP; the pthread build
-# of OpenBLAS has a second pool of its own, and the two oversubscribe small machines. Unless the
-# caller chose otherwise, BLAS runs on the calling thread and OpenMP uses every core.
-export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+# Thread policy (docs/building.md, "Threads"): nexa links Debian's OpenMP build of OpenBLAS when
+# it is installed (install-deps.sh installs it), so BLAS and nexa's loops share OpenMP's one pool
+# of one thread per core. Nothing is exported unless the caller set it.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$JOBS}"
+OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-unset}"
 
 # Compiler cache when there is one; never required.
 CMAKE_LAUNCHER_FLAGS=()

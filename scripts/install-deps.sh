@@ -11,6 +11,7 @@ packages=(
   xtensor-dev            # xtensor (+ xtl): io/ conversions
   doctest-dev            # tests
   libopenblas-dev        # BLAS under Eigen's GEMM (NEXA_USE_BLAS)
+  libopenblas-openmp-dev # its OpenMP build, preferred: one thread pool for BLAS and nexa
   libomp-dev             # LLVM OpenMP, for clang builds
   clang-format           # format check (clang-format 14 on Debian 12)
 )

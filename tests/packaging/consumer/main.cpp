@@ -1,19 +1,13 @@
 // The packaging consumer: compiled against an installed nexa (find_package), a nexa subtree
 // (add_subdirectory) and a bare copy of include/nexa (vendoring, g++ -std=c++20 -I... only).
 // It runs a Linear forward pass big enough to go through Eigen's GEMM path (and BLAS, when the
-// build has it) on integer-valued data, so the result must match a plain loop exactly.
-//
-// TODO(moe): when include/nexa/moe.hpp exists, run an MoELayer forward here as well (the
-// __has_include below already makes every way in compile the umbrella header once it lands).
+// build has it) on integer-valued data, so the result must match a plain loop exactly, and an
+// MoE layer with a shared expert through forward and backward.
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
-#include <nexa/nn/linear.hpp>
-#include <nexa/ops/routing.hpp>
-#if __has_include(<nexa/moe.hpp>)
 #include <nexa/moe.hpp>
-#endif
 
 #ifdef EIGEN_USE_BLAS
 constexpr bool have_blas = true;
@@ -64,7 +58,19 @@ int main() {
     threw = true;
   }
 
-  std::printf("nexa consumer: y[0,0]=%g, %ld mismatches, error on bad shape: %s (BLAS %s, OpenMP %s)\n", y(0, 0),
-              mismatches, threw ? "yes" : "no", have_blas ? "on" : "off", have_openmp ? "on" : "off");
-  return mismatches == 0 && threw ? 0 : 1;
+  // The umbrella header's MoE layer: forward and backward keep the shape and stay finite.
+  using Layer = nexa::MoELayer<nexa::TopKRouter<2>, nexa::T5FFN<nexa::GatedGelu>,
+                               nexa::SharedExpert<nexa::T5FFN<nexa::GatedGelu>>>;
+  Layer moe({.d_model = 32, .d_ff = 64, .num_experts = 4}, rng);
+  Layer::Cache cache;
+  const auto moe_x = nexa::Tensor<float>::randn({16, 32}, rng);
+  const auto moe_y = moe.forward(moe_x, cache);
+  const auto moe_dx = moe.backward(moe_y, cache);
+  bool moe_ok = moe_y.shape() == moe_x.shape() && moe_dx.shape() == moe_x.shape();
+  for (float v : moe_dx.to_host()) moe_ok = moe_ok && std::isfinite(v);
+
+  std::printf("nexa consumer: y[0,0]=%g, %ld mismatches, error on bad shape: %s, MoE layer: %s (BLAS %s, OpenMP %s)\n",
+              y(0, 0), mismatches, threw ? "yes" : "no", moe_ok ? "ok" : "FAILED", have_blas ? "on" : "off",
+              have_openmp ? "on" : "off");
+  return mismatches == 0 && threw && moe_ok ? 0 : 1;
 }
