@@ -21,15 +21,6 @@ double expert_forward_flops(const Shape& s) {
   return 2.0 * 2.0 * static_cast<double>(s.tokens * s.k) * static_cast<double>(s.d_model * s.d_ff);
 }
 
-// GFLOP/s of a plain sgemm at the experts' aggregate shape, [tokens*k, d] x [d, d_ff].
-double reference_gemm_gflops(const Shape& s, nexa::Rng& rng) {
-  auto a = nexa::Tensor<float>::randn({s.tokens * s.k, s.d_model}, rng);
-  auto b = nexa::Tensor<float>::randn({s.d_ff, s.d_model}, rng);
-  auto c = nexa::Tensor<float>::uninitialized({s.tokens * s.k, s.d_ff});
-  const double t = nexa::bench::median_seconds([&] { nexa::ops::gemm(a, nexa::Trans::N, b, nexa::Trans::T, c); });
-  return 2.0 * static_cast<double>(s.tokens * s.k) * static_cast<double>(s.d_model * s.d_ff) / t * 1e-9;
-}
-
 template <int K>
 void run(const Shape& s, bool json) {
   using Layer = nexa::MoELayer<nexa::TopKRouter<K>, nexa::T5FFN<nexa::Relu>>;
@@ -38,12 +29,21 @@ void run(const Shape& s, bool json) {
   auto x = nexa::Tensor<float>::randn({s.tokens, s.d_model}, rng);
   auto dy = nexa::Tensor<float>::randn({s.tokens, s.d_model}, rng, 1e-3);
   typename Layer::Cache cache;
-  const double t_fwd = nexa::bench::median_seconds([&] { (void)layer.forward(x, cache); });
-  const double t_fwdbwd = nexa::bench::median_seconds([&] {
-    (void)layer.forward(x, cache);
-    (void)layer.backward(dy, cache);
+  // The reference: a plain sgemm at the experts' aggregate shape, [tokens*k, d] x [d, d_ff].
+  auto a = nexa::Tensor<float>::randn({s.tokens * s.k, s.d_model}, rng);
+  auto b = nexa::Tensor<float>::randn({s.d_ff, s.d_model}, rng);
+  auto c = nexa::Tensor<float>::uninitialized({s.tokens * s.k, s.d_ff});
+  const auto t = nexa::bench::interleaved_median_seconds({
+      [&] { nexa::ops::gemm(a, nexa::Trans::N, b, nexa::Trans::T, c); },
+      [&] { (void)layer.forward(x, cache); },
+      [&] {
+        (void)layer.forward(x, cache);
+        (void)layer.backward(dy, cache);
+      },
   });
-  const double gemm = reference_gemm_gflops(s, rng);
+  const double t_gemm = t[0], t_fwd = t[1], t_fwdbwd = t[2];
+  const double gemm =
+      2.0 * static_cast<double>(s.tokens * s.k) * static_cast<double>(s.d_model * s.d_ff) / t_gemm * 1e-9;
   const double f = expert_forward_flops(s);
   const double fwd_gflops = f / t_fwd * 1e-9;
   const double fwdbwd_gflops = 3.0 * f / t_fwdbwd * 1e-9;  // backward = dX and dW products: 2x forward
