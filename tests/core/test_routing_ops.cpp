@@ -36,3 +36,22 @@ TEST_CASE("group_by_expert is a stable counting sort and the combine inverts it"
   auto bad = Tensor<std::int32_t>::from_host({1, 1}, {3});
   CHECK_THROWS_WITH_AS((void)nexa::ops::group_by_expert(bad, 3), doctest::Contains("outside [0, 3)"), nexa::Error);
 }
+
+TEST_CASE("A capacity limit keeps first choices before second choices, in token order") {
+  // First choices: t0 -> 0, t1 -> 1, t2 -> 0; second choices: t0 -> 1, t1 -> 0, t2 -> 1.
+  auto experts = Tensor<std::int32_t>::from_host({3, 2}, {0, 1, 1, 0, 0, 1});
+  auto plan = nexa::ops::group_by_expert(experts, 2, 2);
+  // Expert 0 keeps (t0, 1st) and (t2, 1st) and drops (t1, 2nd); expert 1 keeps (t1, 1st) and
+  // (t0, 2nd) and drops (t2, 2nd). Kept slots stay in token order within each expert.
+  CHECK(plan.offsets == std::vector<nexa::index_t>{0, 2, 4});
+  CHECK(plan.slot_token.to_host() == std::vector<std::int32_t>{0, 2, 0, 1});
+  CHECK(plan.assignment_slot.to_host() == std::vector<std::int32_t>{0, 2, 3, -1, 1, -1});
+  // A dropped assignment contributes nothing to the combine and gets no weight gradient.
+  auto out = Tensor<float>::from_host({4, 1}, {1, 2, 3, 4});
+  auto w = Tensor<float>::full({3, 2}, 1.0f);
+  Tensor<float> y({3, 1});
+  nexa::ops::weighted_combine(out, plan, w.data(), y);
+  CHECK(y.to_host() == std::vector<float>{1 + 3, 4, 2});
+  auto dw = nexa::ops::combine_weight_grad<float>(Tensor<float>::full({3, 1}, 1.0f), out, plan);
+  CHECK(dw.to_host() == std::vector<float>{1, 3, 4, 0, 2, 0});
+}

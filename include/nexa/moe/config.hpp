@@ -36,6 +36,10 @@ struct MoEConfig {
   double router_init_std = 0.02;
   double expert_init_std = 0.0;  // 0: T5 initialisation
   double shared_scale = 0.2;     // NEXUS: out = routed + scale * shared (initial value if learnable)
+  // 0: dropless. Otherwise each expert takes at most ceil(capacity_factor * T * k / E) of a
+  // batch's T * k assignments (Switch); the others skip the expert, so the token passes only
+  // through the residual around the layer (and the shared expert, if any).
+  double capacity_factor = 0.0;
 
   [[nodiscard]] ExpertConfig expert() const { return {d_model, d_ff, dropout, expert_init_std}; }
   [[nodiscard]] RouterConfig router() const {

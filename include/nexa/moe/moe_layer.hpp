@@ -5,6 +5,7 @@
 // order (choice j = 0..k-1), so outputs are bitwise identical across runs and thread counts.
 // The router's auxiliary losses are part of the layer's objective: cache.aux_loss() reports them
 // and backward() includes their gradients.
+#include <cmath>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -34,7 +35,7 @@ class MoELayer {
     typename RouterT::Cache router;
     DispatchPlan<D> plan;
     std::vector<typename ExpertT::Cache> experts;
-    Tensor<T, D> expert_out;  // [T * k, d] in the plan's slot order
+    Tensor<T, D> expert_out;  // [slots, d] in the plan's slot order (slots = T * k when dropless)
     typename SharedT::Cache shared;
     Shape input_shape;
 
@@ -60,6 +61,8 @@ class MoELayer {
     require(config.num_experts >= k, "MoELayer", "num_experts must be at least k = ", k, ", got ", config.num_experts);
     require(config.d_model > 0 && config.d_ff > 0, "MoELayer", "d_model and d_ff must be positive, got ",
             config.d_model, " and ", config.d_ff);
+    require(config.capacity_factor >= 0, "MoELayer", "capacity_factor must be 0 (dropless) or positive, got ",
+            config.capacity_factor);
     router = RouterT(config.router(), rng);
     experts.reserve(static_cast<std::size_t>(config.num_experts));
     for (index_t e = 0; e < config.num_experts; ++e) experts.emplace_back(config.expert(), rng);
@@ -68,6 +71,12 @@ class MoELayer {
 
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] index_t num_experts() const { return static_cast<index_t>(experts.size()); }
+  // Assignments each expert may take for a batch of `tokens` (-1: no limit, dropless).
+  [[nodiscard]] index_t capacity(index_t tokens) const {
+    if (config_.capacity_factor <= 0) return -1;
+    return static_cast<index_t>(
+        std::ceil(config_.capacity_factor * static_cast<double>(tokens * k) / static_cast<double>(num_experts())));
+  }
 
   // Dropout on or off in every expert.
   void set_training(bool on) {
@@ -85,8 +94,8 @@ class MoELayer {
     cache.input_shape = x.shape();
 
     const Routing<A, D>& routing = router.route(flat, cache.router);
-    cache.plan = ops::group_by_expert(routing.experts, num_experts());
-    cache.expert_out = Tensor<T, D>::uninitialized({tokens * k, d});
+    cache.plan = ops::group_by_expert(routing.experts, num_experts(), capacity(tokens));
+    cache.expert_out = Tensor<T, D>::uninitialized({cache.plan.num_slots(), d});
     cache.experts.resize(experts.size());
     for (index_t e = 0; e < num_experts(); ++e) {
       const index_t begin = cache.plan.offsets[e], count = cache.plan.tokens_of(e);
@@ -114,7 +123,7 @@ class MoELayer {
 
     const Tensor<T, D> d_expert_out = ops::scatter_weighted(flat_dy, cache.plan, routing.weights);
     const Tensor<A, D> d_weights = ops::combine_weight_grad<A>(flat_dy, cache.expert_out, cache.plan);
-    auto d_expert_in = Tensor<T, D>::uninitialized({tokens * k, d});
+    auto d_expert_in = Tensor<T, D>::uninitialized({cache.plan.num_slots(), d});
     for (index_t e = 0; e < num_experts(); ++e) {
       const index_t begin = cache.plan.offsets[e], end = cache.plan.offsets[e + 1];
       experts[e].backward_into(d_expert_out.view().slice_rows(begin, end), cache.experts[e],

@@ -40,8 +40,11 @@ template <class A, class D>
   return d_logits;
 }
 
+// Groups the (token, choice) pairs by expert. capacity < 0: dropless. Otherwise each expert
+// keeps at most `capacity` assignments in priority order (first choices before second choices,
+// token order within a choice) and the rest get slot -1 (CPU only so far).
 template <class X>
-[[nodiscard]] auto group_by_expert(const X& experts_in, index_t num_experts) {
+[[nodiscard]] auto group_by_expert(const X& experts_in, index_t num_experts, index_t capacity = -1) {
   const auto experts = read_view(experts_in);
   using D = typename decltype(experts)::device;
   require(experts.rank() == 2, "group_by_expert", "experts must be [tokens, k], got ", experts.shape());
@@ -55,8 +58,17 @@ template <class X>
   DispatchPlan<D> plan{std::vector<index_t>(static_cast<std::size_t>(num_experts + 1)),
                        Tensor<std::int32_t, D>::uninitialized({tokens * k}),
                        Tensor<std::int32_t, D>::uninitialized({tokens, k})};
-  RoutingKernel<D>::group_by_expert(experts.data(), tokens, k, num_experts, plan.offsets.data(), plan.slot_token.data(),
-                                    plan.assignment_slot.data());
+  if (capacity < 0) {
+    RoutingKernel<D>::group_by_expert(experts.data(), tokens, k, num_experts, plan.offsets.data(),
+                                      plan.slot_token.data(), plan.assignment_slot.data());
+  } else if constexpr (std::same_as<D, cpu>) {
+    RoutingKernel<D>::group_by_expert_with_capacity(experts.data(), tokens, k, num_experts, capacity,
+                                                    plan.offsets.data(), plan.slot_token.data(),
+                                                    plan.assignment_slot.data());
+    plan.slot_token = clone(plan.slot_token.view().slice_rows(0, plan.num_slots()));  // kept slots only
+  } else {
+    throw Error("group_by_expert: a capacity limit is implemented on the CPU only so far");
+  }
   return plan;
 }
 
@@ -77,7 +89,7 @@ void weighted_combine(const X& src_in, const DispatchPlan<D>& plan, const W* wei
   const auto src = read_view(src_in);
   const auto dst = write_view(dst_in);
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
-  require_shape(src, Shape{tokens * k, dst.cols()}, "weighted_combine", "expert outputs");
+  require_shape(src, Shape{plan.num_slots(), dst.cols()}, "weighted_combine", "expert outputs");
   require(dst.rows() == tokens, "weighted_combine", "output must have ", tokens, " rows, got ", dst.shape());
   RoutingKernel<D>::weighted_combine(src.data(), plan.assignment_slot.data(), weights, tokens, k, dst.cols(), beta,
                                      dst.data());
@@ -92,7 +104,7 @@ template <class X, class D, class Wt>
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
   require(dy.rows() == tokens, "scatter_weighted", "dy must have ", tokens, " rows, got ", dy.shape());
   require_shape(weights, plan.assignment_slot.shape(), "scatter_weighted", "weights");
-  auto dst = Tensor<T, D>::uninitialized({tokens * k, dy.cols()});
+  auto dst = Tensor<T, D>::uninitialized({plan.num_slots(), dy.cols()});
   RoutingKernel<D>::scatter_weighted(dy.data(), plan.assignment_slot.data(), weights.data(), tokens, k, dy.cols(),
                                      dst.data());
   return dst;
@@ -104,7 +116,7 @@ template <class W, class X, class E, class D>
   const auto dy = read_view(dy_in);
   const auto expert_out = read_view(expert_out_in);
   const index_t tokens = plan.assignment_slot.dim(0), k = plan.assignment_slot.dim(1);
-  require_shape(expert_out, Shape{tokens * k, dy.cols()}, "combine_weight_grad", "expert outputs");
+  require_shape(expert_out, Shape{plan.num_slots(), dy.cols()}, "combine_weight_grad", "expert outputs");
   auto dw = Tensor<W, D>::uninitialized({tokens, k});
   RoutingKernel<D>::combine_weight_grad(dy.data(), expert_out.data(), plan.assignment_slot.data(), tokens, k, dy.cols(),
                                         dw.data());

@@ -21,9 +21,11 @@ template <class D>
 struct DispatchPlan {
   std::vector<index_t> offsets;             // [E + 1], host memory: the expert loop slices with it
   Tensor<std::int32_t, D> slot_token;       // [S] source token of each slot, S = T * k
-  Tensor<std::int32_t, D> assignment_slot;  // [T, k] slot that holds (token t, choice j)
+  Tensor<std::int32_t, D> assignment_slot;  // [T, k] slot that holds (token t, choice j); -1: dropped
 
   [[nodiscard]] index_t num_experts() const { return static_cast<index_t>(offsets.size()) - 1; }
+  // Slots in use: T * k when dropless, fewer when a capacity limit dropped assignments.
+  [[nodiscard]] index_t num_slots() const { return offsets.empty() ? 0 : offsets.back(); }
   [[nodiscard]] index_t tokens_of(index_t e) const { return offsets[e + 1] - offsets[e]; }
 };
 

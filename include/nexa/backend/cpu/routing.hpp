@@ -89,6 +89,32 @@ struct RoutingKernel<cpu> {
     }
   }
 
+  // As group_by_expert, but each expert keeps at most `capacity` assignments, chosen in priority
+  // order (all first choices in token order, then all second choices, ...), as Switch/GShard do.
+  // A dropped assignment gets slot -1: it reaches no expert and contributes nothing.
+  static void group_by_expert_with_capacity(const std::int32_t* experts, index_t tokens, index_t k, index_t num_experts,
+                                            index_t capacity, index_t* offsets, std::int32_t* slot_token,
+                                            std::int32_t* assignment_slot) {
+    std::vector<index_t> taken(static_cast<std::size_t>(num_experts), 0);
+    for (index_t j = 0; j < k; ++j) {
+      for (index_t t = 0; t < tokens; ++t) {
+        const index_t a = t * k + j;
+        index_t& n = taken[static_cast<std::size_t>(experts[a])];
+        assignment_slot[a] = n < capacity ? 0 : -1;  // 0: kept, slot assigned below
+        n += n < capacity ? 1 : 0;
+      }
+    }
+    std::fill(offsets, offsets + num_experts + 1, index_t{0});
+    for (index_t e = 0; e < num_experts; ++e) offsets[e + 1] = offsets[e] + taken[static_cast<std::size_t>(e)];
+    std::vector<index_t> next(offsets, offsets + num_experts);
+    for (index_t a = 0; a < tokens * k; ++a) {
+      if (assignment_slot[a] < 0) continue;
+      const index_t slot = next[static_cast<std::size_t>(experts[a])]++;
+      slot_token[slot] = static_cast<std::int32_t>(a / k);
+      assignment_slot[a] = static_cast<std::int32_t>(slot);
+    }
+  }
+
   // dst[s] = src[index[s]] for each of `count` rows of width `width`.
   template <class T>
   static void gather_rows(const T* src, const std::int32_t* index, index_t count, index_t width, T* dst) {
@@ -97,7 +123,7 @@ struct RoutingKernel<cpu> {
   }
 
   // dst[t] = beta * dst[t] + sum_j w[t, j] * src[slot(t, j)], summed in j order (no atomics, so
-  // bitwise reproducible). A null `weights` means all ones.
+  // bitwise reproducible). A null `weights` means all ones; dropped assignments (slot -1) add nothing.
   template <class T, class W>
   static void weighted_combine(const T* src, const std::int32_t* assignment_slot, const W* weights, index_t tokens,
                                index_t k, index_t width, T beta, T* dst) {
@@ -109,6 +135,7 @@ struct RoutingKernel<cpu> {
       else if (beta != T(1))
         for (index_t c = 0; c < width; ++c) out[c] *= beta;
       for (index_t j = 0; j < k; ++j) {
+        if (assignment_slot[t * k + j] < 0) continue;  // dropped by the capacity limit
         const T* row = src + static_cast<index_t>(assignment_slot[t * k + j]) * width;
         const T w = weights ? static_cast<T>(weights[t * k + j]) : T(1);
         for (index_t c = 0; c < width; ++c) out[c] += w * row[c];
@@ -124,6 +151,7 @@ struct RoutingKernel<cpu> {
     NEXA_PARALLEL_FOR_IF(tokens * width > parallel_grain)
     for (index_t t = 0; t < tokens; ++t) {
       for (index_t j = 0; j < k; ++j) {
+        if (assignment_slot[t * k + j] < 0) continue;
         T* out = dst + static_cast<index_t>(assignment_slot[t * k + j]) * width;
         const T w = static_cast<T>(weights[t * k + j]);
         for (index_t c = 0; c < width; ++c) out[c] = w * src[t * width + c];
@@ -138,6 +166,10 @@ struct RoutingKernel<cpu> {
     NEXA_PARALLEL_FOR_IF(tokens * k * width > parallel_grain)
     for (index_t t = 0; t < tokens; ++t) {
       for (index_t j = 0; j < k; ++j) {
+        if (assignment_slot[t * k + j] < 0) {
+          d_weights[t * k + j] = W(0);
+          continue;
+        }
         const T* row = expert_out + static_cast<index_t>(assignment_slot[t * k + j]) * width;
         W dot = 0;
         for (index_t c = 0; c < width; ++c) dot += static_cast<W>(dy[t * width + c]) * static_cast<W>(row[c]);

@@ -252,8 +252,10 @@ __global__ void weighted_combine_kernel(const T* src, const std::int32_t* assign
     for (index_t c = threadIdx.x; c < width; c += blockDim.x) {
       T out = beta == T(0) ? T(0) : beta == T(1) ? dst[t * width + c] : beta * dst[t * width + c];
       for (index_t j = 0; j < k; ++j) {
+        const index_t slot = assignment_slot[t * k + j];
+        if (slot < 0) continue;  // dropped by the capacity limit
         const T w = weights ? static_cast<T>(weights[t * k + j]) : T(1);
-        out += w * src[static_cast<index_t>(assignment_slot[t * k + j]) * width + c];
+        out += w * src[slot * width + c];
       }
       dst[t * width + c] = out;
     }
@@ -265,6 +267,7 @@ __global__ void scatter_weighted_kernel(const T* src, const std::int32_t* assign
                                         index_t tokens, index_t k, index_t width, T* dst) {
   for (index_t r = blockIdx.x; r < tokens * k; r += gridDim.x) {  // r = t * k + j
     const index_t t = r / k;
+    if (assignment_slot[r] < 0) continue;
     T* out = dst + static_cast<index_t>(assignment_slot[r]) * width;
     const T w = static_cast<T>(weights[r]);
     for (index_t c = threadIdx.x; c < width; c += blockDim.x) out[c] = w * src[t * width + c];
@@ -277,6 +280,10 @@ __global__ void combine_weight_grad_kernel(const T* dy, const T* expert_out, con
   const int lane = static_cast<int>(threadIdx.x % warp_size);
   for (index_t r = global_warp(); r < tokens * k; r += warp_count()) {  // r = t * k + j
     const T* y = dy + (r / k) * width;
+    if (assignment_slot[r] < 0) {  // the whole warp takes this branch: r is per warp
+      if (lane == 0) d_weights[r] = W(0);
+      continue;
+    }
     const T* row = expert_out + static_cast<index_t>(assignment_slot[r]) * width;
     W dot = 0;
     for (index_t c = lane; c < width; c += warp_size) dot += static_cast<W>(y[c]) * static_cast<W>(row[c]);
