@@ -8,6 +8,8 @@
 #include "nexa/moe/concepts.hpp"
 #include "nexa/moe/config.hpp"
 #include "nexa/moe/moe_layer.hpp"
+#include "nexa/moe/nexus_merge.hpp"
+#include "nexa/moe/nexus_router.hpp"
 #include "nexa/moe/shared_expert.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/moe/topk_router.hpp"

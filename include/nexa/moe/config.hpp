@@ -21,6 +21,11 @@ struct RouterConfig {
   double load_balance_coef = 1e-2;  // Switch: alpha * N * sum_i f_i P_i
   double z_loss_coef = 1e-3;        // ST-MoE: c_z * mean_t logsumexp(logits_t)^2
   double init_std = 0.02;
+  // Domain-projection routers (NexusRouter): size of the domain embeddings and of the SwiGLU
+  // projection's hidden layer (0: d_model), and the factor on the scores x . e_i.
+  index_t domain_dim = 0;
+  index_t projection_hidden = 0;
+  double score_scale = 1.0;
 };
 
 // A whole MoE layer. Designated initialisers keep call sites short:
@@ -42,8 +47,13 @@ struct MoEConfig {
   double capacity_factor = 0.0;
 
   [[nodiscard]] ExpertConfig expert() const { return {d_model, d_ff, dropout, expert_init_std}; }
+  index_t domain_dim = 0;         // NexusRouter only: see RouterConfig
+  index_t projection_hidden = 0;  // NexusRouter only
+  double score_scale = 1.0;       // NexusRouter only
+
   [[nodiscard]] RouterConfig router() const {
-    return {d_model, num_experts, renormalize, load_balance_coef, z_loss_coef, router_init_std};
+    return {d_model,         num_experts, renormalize,       load_balance_coef, z_loss_coef,
+            router_init_std, domain_dim,  projection_hidden, score_scale};
   }
 };
 

@@ -78,6 +78,19 @@ class MoELayer {
         std::ceil(config_.capacity_factor * static_cast<double>(tokens * k) / static_cast<double>(num_experts())));
   }
 
+  // Appends an expert after training (routers with domain embeddings, e.g. NexusRouter): the
+  // router scores it from `domain_embedding` at once, and existing tokens change route only where
+  // the new expert outranks one of their k choices.
+  template <class Embedding>
+  requires requires(RouterT& r, const Embedding& e) { r.add_expert(read_view(e)); }
+  void add_expert(const Embedding& domain_embedding, ExpertT expert) {
+    require(expert.config().d_model == config_.d_model, "MoELayer", "a new expert's d_model expected ", config_.d_model,
+            ", got ", expert.config().d_model);
+    router.add_expert(read_view(domain_embedding));
+    experts.push_back(std::move(expert));
+    ++config_.num_experts;
+  }
+
   // Dropout on or off in every expert.
   void set_training(bool on) {
     for (auto& e : experts)
