@@ -121,9 +121,9 @@ class BertModel {
   };
   // Upstream gradients for backward; an empty view contributes nothing.
   struct Grads {
-    TensorView<const T, D> last_hidden_state;
-    TensorView<const T, D> pooler_output;
-    TensorView<const T, D> logits;
+    TensorView<const T, D> last_hidden_state = {};
+    TensorView<const T, D> pooler_output = {};
+    TensorView<const T, D> logits = {};
   };
   struct Cache {
     typename BertEmbeddings<T, D>::Cache embeddings;
