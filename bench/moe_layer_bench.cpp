@@ -65,6 +65,46 @@ void run(const Shape& s, bool json) {
   std::fflush(stdout);
 }
 
+// Router cost per token against the whole layer's (experts included), at one shape: forward and
+// forward+backward, timed in alternation.
+template <class RouterPolicy>
+void run_router(const char* name, const Shape& s, bool json) {
+  using Layer = nexa::MoELayer<RouterPolicy, nexa::T5FFN<nexa::Relu>>;
+  nexa::Rng rng(2);
+  Layer layer({.d_model = s.d_model, .d_ff = s.d_ff, .num_experts = s.experts, .domain_dim = 384}, rng);
+  auto x = nexa::Tensor<float>::randn({s.tokens, s.d_model}, rng);
+  auto dy = nexa::Tensor<float>::randn({s.tokens, s.d_model}, rng, 1e-3);
+  auto dw = nexa::Tensor<float>::randn({s.tokens, s.k}, rng, 1e-3);
+  typename Layer::Cache cache;
+  typename Layer::RouterT::Cache router_cache;
+  const auto t = nexa::bench::interleaved_median_seconds({
+      [&] { (void)layer.router.route(x, router_cache); },
+      [&] {
+        (void)layer.router.route(x, router_cache);
+        (void)layer.router.backward(dw.cview(), router_cache);
+      },
+      [&] { (void)layer.forward(x, cache); },
+      [&] {
+        (void)layer.forward(x, cache);
+        (void)layer.backward(dy, cache);
+      },
+  });
+  const double per_token = 1e6 / static_cast<double>(s.tokens);
+  if (json) {
+    std::printf(
+        "{\"name\": \"%s\", \"tokens\": %lld, \"d_model\": %lld, \"experts\": %lld, \"k\": %d, "
+        "\"router_us_per_token_fwd\": %.4f, \"layer_us_per_token_fwd\": %.4f, \"router_us_per_token_fwdbwd\": "
+        "%.4f, \"layer_us_per_token_fwdbwd\": %.4f, \"router_over_layer_fwd\": %.4f, "
+        "\"router_over_layer_fwdbwd\": %.4f}\n",
+        name, static_cast<long long>(s.tokens), static_cast<long long>(s.d_model), static_cast<long long>(s.experts),
+        s.k, t[0] * per_token, t[2] * per_token, t[1] * per_token, t[3] * per_token, t[0] / t[2], t[1] / t[3]);
+  } else {
+    std::printf("%-22s router %.3f us/token fwd (%.1f%% of the layer), %.3f us/token fwd+bwd (%.1f%%)\n", name,
+                t[0] * per_token, 100 * t[0] / t[2], t[1] * per_token, 100 * t[1] / t[3]);
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,6 +124,9 @@ int main(int argc, char** argv) {
     run<2>({"default_E8_top2", tokens, 512, 2048, 8, 2}, json);
     run<2>({"E64_top2", tokens, 512, 2048, 64, 2}, json);
     run<1>({"E8_top1", tokens, 512, 2048, 8, 1}, json);
+    const Shape base{"router", tokens, 512, 2048, 8, 2};
+    run_router<nexa::TopKRouter<2>>("router_topk", base, json);
+    run_router<nexa::NexusRouter<2>>("router_nexus", base, json);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nexa_bench_moe_layer: %s\n", e.what());
     return 1;
