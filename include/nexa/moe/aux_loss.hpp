@@ -14,7 +14,8 @@ namespace nexa {
 struct AuxLosses {
   double load_balance = 0.0;  // already multiplied by its coefficient
   double z_loss = 0.0;        // likewise
-  [[nodiscard]] double total() const { return load_balance + z_loss; }
+  double supervised = 0.0;    // routers trained on domain labels (SequenceClassifierRouter), likewise
+  [[nodiscard]] double total() const { return load_balance + z_loss + supervised; }
 };
 
 // f_i: fraction of tokens whose first choice (experts[t, 0]) is i.

@@ -1,0 +1,227 @@
+#pragma once
+// SequenceClassifierRouter<Classifier, K> (NEXA-MOE's semantic router): a sequence classifier
+// (e.g. BertModel with num_labels = E) assigns each whole sequence to its top-k of E domain
+// experts, and every token of the sequence goes there with the classifier's probabilities as
+// weights. It trains jointly with the experts: the gradient reaches the classifier through the
+// routing weights, plus an optional supervised cross-entropy on domain labels
+// (supervised_coef). At inference a domain override sends a sequence to a given expert and
+// bypasses the classifier's choice. The classifier can be trained fully, only in its head, or
+// not at all (set_training_scope).
+//
+// Use per batch: classify(batch) once, then the MoE layer's forward/backward; tokens are the
+// batch's B x S tokens in row-major order, so the layer's input must have B * S rows.
+// One batch is in flight per router: classify() replaces the previous batch's state.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nexa/core/param.hpp"
+#include "nexa/moe/config.hpp"
+#include "nexa/moe/routing_head.hpp"
+
+namespace nexa {
+
+// One batch of token sequences for the classifier. domain_labels / domain_override: one per
+// sequence, -1 for none.
+struct SequenceBatch {
+  Tensor<std::int32_t> ids;                   // [B, S]
+  Tensor<std::int32_t> token_types;           // [B, S] or empty (all 0)
+  Tensor<std::int32_t> mask;                  // [B, S] of 0/1, or empty (all 1)
+  std::vector<std::int32_t> domain_labels;    // supervised routing targets (training)
+  std::vector<std::int32_t> domain_override;  // forced expert (inference tag override)
+};
+
+enum class RouterTraining {
+  Full,      // every classifier parameter trains
+  HeadOnly,  // only the classification head ("classifier.*") trains
+  Frozen,    // nothing trains; the classifier only routes
+};
+
+template <class Classifier, int K, class T = float, class D = cpu>
+class SequenceClassifierRouter {
+  static_assert(K >= 1, "SequenceClassifierRouter: K must be at least 1");
+  static_assert(std::same_as<D, cpu>, "SequenceClassifierRouter: only the CPU backend implements it yet");
+
+ public:
+  using A = acc_t<T>;
+  using Config = RouterConfig;
+  using ClassifierT = typename Classifier::template rebind<T, D>;
+  static constexpr int k = K;
+  struct Cache : LogitRouting<A, D> {};
+  template <class T2, class D2>
+  using rebind = SequenceClassifierRouter<Classifier, K, T2, D2>;
+
+  ClassifierT classifier;
+
+  SequenceClassifierRouter() = default;
+  // The classifier is set afterwards (set_classifier): its own config (vocabulary, sizes) is not
+  // part of RouterConfig.
+  SequenceClassifierRouter(const Config& config, Rng&) : config_(config) {
+    require(config.num_experts >= K, "SequenceClassifierRouter", "num_experts must be at least K = ", K, ", got ",
+            config.num_experts);
+  }
+  SequenceClassifierRouter(const Config& config, ClassifierT c, double supervised_coef = 0.0) : config_(config) {
+    require(config.num_experts >= K, "SequenceClassifierRouter", "num_experts must be at least K = ", K, ", got ",
+            config.num_experts);
+    set_classifier(std::move(c));
+    set_supervised_coef(supervised_coef);
+  }
+
+  [[nodiscard]] const Config& config() const { return config_; }
+  [[nodiscard]] index_t num_experts() const { return config_.num_experts; }
+  void set_supervised_coef(double c) {
+    require(c >= 0, "SequenceClassifierRouter", "supervised_coef must be non-negative, got ", c);
+    supervised_coef_ = c;
+  }
+
+  void set_classifier(ClassifierT c) {
+    require(c.config().num_labels == config_.num_experts, "SequenceClassifierRouter",
+            "the classifier must have one label per expert: expected num_labels ", config_.num_experts, ", got ",
+            c.config().num_labels);
+    classifier = std::move(c);
+    has_classifier_ = true;
+  }
+
+  void set_training_scope(RouterTraining scope) {
+    classifier.visit_params([&](const std::string& name, auto& p) {
+      const bool head = name.rfind("classifier", 0) == 0;
+      p.set_trainable(scope == RouterTraining::Full || (scope == RouterTraining::HeadOnly && head));
+    });
+  }
+
+  // Runs the classifier on a batch and fixes the sequences' routing for the following
+  // forward/backward. Returns the sequence-level routing ([B, E] probabilities, [B, K] choices).
+  const Routing<A, D>& classify(const SequenceBatch& batch) {
+    require(has_classifier_, "SequenceClassifierRouter", "no classifier: call set_classifier first");
+    require(batch.ids.rank() == 2, "SequenceClassifierRouter", "ids must be [B, S], got ", batch.ids.shape());
+    const index_t B = batch.ids.dim(0);
+    check_per_sequence(batch.domain_labels, B, "domain_labels");
+    check_per_sequence(batch.domain_override, B, "domain_override");
+    state_ = {};
+    state_.batch = B;
+    state_.seq_len = batch.ids.dim(1);
+    state_.labels = batch.domain_labels;
+    state_.overrides = batch.domain_override;
+    auto out = classifier.forward(batch.ids, batch.token_types, batch.mask, state_.classifier);
+    state_.seq.logits = convert<A>(std::move(out.logits));
+    route_logits(state_.seq, config_, K);
+    apply_overrides();
+    state_.seq.aux.supervised = supervised_loss(nullptr);
+    return state_.seq.routing;
+  }
+
+  // x: [B * S, d]: every token takes its sequence's routing.
+  const Routing<A, D>& route(TensorView<const T, D> x, Cache& cache) {
+    require(state_.batch > 0, "SequenceClassifierRouter", "route() before classify(): classify the batch first");
+    const index_t tokens = x.rows(), B = state_.batch, S = state_.seq_len, E = config_.num_experts;
+    require(tokens == B * S, "SequenceClassifierRouter", "the layer's input must have B * S = ", B * S,
+            " rows (the classified batch's tokens), got ", tokens);
+    const Routing<A, D>& seq = state_.seq.routing;
+    cache.logits = Tensor<A, D>::uninitialized({tokens, E});
+    cache.routing = {Tensor<A, D>::uninitialized({tokens, E}), Tensor<std::int32_t, D>::uninitialized({tokens, K}),
+                     Tensor<A, D>::uninitialized({tokens, K})};
+    for (index_t t = 0; t < tokens; ++t) {
+      const index_t b = t / S;
+      std::copy_n(state_.seq.logits.data() + b * E, E, cache.logits.data() + t * E);
+      std::copy_n(seq.probs.data() + b * E, E, cache.routing.probs.data() + t * E);
+      std::copy_n(seq.experts.data() + b * K, K, cache.routing.experts.data() + t * K);
+      std::copy_n(seq.weights.data() + b * K, K, cache.routing.weights.data() + t * K);
+    }
+    cache.aux = state_.seq.aux;  // sequence-level losses, counted once per layer
+    return cache.routing;
+  }
+
+  // Sums dL/dweights over each sequence's tokens, adds the auxiliary and supervised losses'
+  // gradients, and runs the classifier's backward. The routing does not depend on x: returns zeros.
+  [[nodiscard]] Tensor<T, D> backward(TensorView<const A, D> d_weights, Cache&) {
+    const index_t tokens = d_weights.dim(0), B = state_.batch, S = state_.seq_len;
+    require(tokens == B * S && d_weights.dim(1) == K, "SequenceClassifierRouter", "d_weights expected [", B * S, ", ",
+            K, "], got ", d_weights.shape());
+    Tensor<A, D> d_seq({B, K});
+    for (index_t t = 0; t < tokens; ++t)
+      for (index_t j = 0; j < K; ++j) d_seq.data()[(t / S) * K + j] += d_weights.data()[t * K + j];
+    Tensor<A, D> d_logits = logits_backward(state_.seq, config_, K, d_seq.cview());
+    (void)supervised_loss(&d_logits);
+    for (index_t b = 0; b < B; ++b) {
+      if (overridden(b)) std::fill_n(d_logits.data() + b * config_.num_experts, config_.num_experts, A(0));
+    }
+    const Tensor<T, D> d_logits_t = convert<T>(std::move(d_logits));
+    typename ClassifierT::Grads grads;
+    grads.logits = d_logits_t.cview();
+    (void)classifier.backward(grads, state_.classifier);
+    return Tensor<T, D>({tokens, config_.d_model});
+  }
+
+  template <class F>
+  void visit_params(F&& f, const std::string& prefix = "") {
+    classifier.visit_params(f, join_name(prefix, "classifier_model"));
+  }
+
+ private:
+  struct BatchState {
+    index_t batch = 0, seq_len = 0;
+    LogitRouting<A, D> seq;  // sequence-level logits [B, E], routing, aux losses
+    typename ClassifierT::Cache classifier;
+    std::vector<std::int32_t> labels, overrides;
+  };
+
+  void check_per_sequence(const std::vector<std::int32_t>& v, index_t B, const char* what) const {
+    require(v.empty() || static_cast<index_t>(v.size()) == B, "SequenceClassifierRouter", what, " expected ", B,
+            " entries (one per sequence) or none, got ", v.size());
+    for (std::int32_t e : v)
+      require(e >= -1 && e < config_.num_experts, "SequenceClassifierRouter", what, " entry ", e, " is outside [-1, ",
+              config_.num_experts, ")");
+  }
+  [[nodiscard]] bool overridden(index_t b) const {
+    return !state_.overrides.empty() && state_.overrides[static_cast<std::size_t>(b)] >= 0;
+  }
+
+  // An overridden sequence goes to its forced expert with weight 1; its other K - 1 choices keep
+  // their experts with weight 0.
+  void apply_overrides() {
+    Routing<A, D>& r = state_.seq.routing;
+    for (index_t b = 0; b < state_.batch; ++b) {
+      if (!overridden(b)) continue;
+      const std::int32_t forced = state_.overrides[static_cast<std::size_t>(b)];
+      std::int32_t* experts = r.experts.data() + b * K;
+      A* weights = r.weights.data() + b * K;
+      std::int32_t* at = std::find(experts, experts + K, forced);
+      if (at == experts + K) *(at = experts + K - 1) = forced;  // replaces the weakest choice
+      std::rotate(experts, at, at + 1);                         // forced first, the rest in order
+      weights[0] = A(1);
+      std::fill(weights + 1, weights + K, A(0));
+    }
+  }
+
+  // supervised_coef * mean over labelled, non-overridden sequences of CE(logits_b, label_b);
+  // adds its gradient to d_logits when given.
+  double supervised_loss(Tensor<A, D>* d_logits) const {
+    if (supervised_coef_ == 0.0 || state_.labels.empty()) return 0.0;
+    const index_t E = config_.num_experts;
+    index_t n = 0;
+    for (index_t b = 0; b < state_.batch; ++b) n += state_.labels[static_cast<std::size_t>(b)] >= 0 ? 1 : 0;
+    if (n == 0) return 0.0;
+    double loss = 0;
+    for (index_t b = 0; b < state_.batch; ++b) {
+      const std::int32_t label = state_.labels[static_cast<std::size_t>(b)];
+      if (label < 0) continue;
+      const A* p = state_.seq.routing.probs.data() + b * E;
+      loss -= std::log(std::max(static_cast<double>(p[label]), 1e-300));
+      if (d_logits) {
+        const A scale = static_cast<A>(supervised_coef_ / static_cast<double>(n));
+        for (index_t e = 0; e < E; ++e) d_logits->data()[b * E + e] += scale * (p[e] - (e == label ? A(1) : A(0)));
+      }
+    }
+    return supervised_coef_ * loss / static_cast<double>(n);
+  }
+
+  Config config_;
+  double supervised_coef_ = 0.0;
+  bool has_classifier_ = false;
+  BatchState state_;
+};
+
+}  // namespace nexa
