@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/scalar.hpp"
@@ -57,10 +59,10 @@ class FullAttention {
     double init_std = 0.0;  // projection init: 0 = PyTorch's default, else N(0, init_std)
   };
   struct Cache {
-    Tensor<T, D> input;              // [B, S, hidden]
-    Tensor<std::int32_t, D> mask;    // [B, S], empty when no mask was given
-    Tensor<T, D> q, k, v;            // [B, heads, S, head_dim]
-    Tensor<T, D> probs;              // [B, heads, S, S], before dropout
+    Tensor<T, D> input;            // [B, S, hidden]
+    Tensor<std::int32_t, D> mask;  // [B, S], empty when no mask was given
+    Tensor<T, D> q, k, v;          // [B, heads, S, head_dim]
+    Tensor<T, D> probs;            // [B, heads, S, S], before dropout
     typename Dropout<T, D>::Cache dropout;
     bool has_position_bias = false;
   };
@@ -80,10 +82,8 @@ class FullAttention {
               ") must be a multiple of heads (", config.heads, ") when head_dim is 0");
       config_.head_dim = config.hidden / config.heads;
     }
-    const typename Linear<T, D>::Config proj{.in_features = config_.hidden,
-                                             .out_features = inner(),
-                                             .bias = config_.bias,
-                                             .init_std = config_.init_std};
+    const typename Linear<T, D>::Config proj{
+        .in_features = config_.hidden, .out_features = inner(), .bias = config_.bias, .init_std = config_.init_std};
     query = Linear<T, D>(proj, rng);
     key = Linear<T, D>(proj, rng);
     value = Linear<T, D>(proj, rng);
@@ -133,12 +133,16 @@ class FullAttention {
       T* p = probs + bh * S * S;
       ops::gemm(TensorView<const T, D>(q + bh * S * dh, {S, dh}), Trans::N,
                 TensorView<const T, D>(k + bh * S * dh, {S, dh}), Trans::T, TensorView<T, D>(p, {S, S}), alpha, T(0));
+      const std::int32_t* mb = m ? m + b * S : nullptr;
       for (index_t i = 0; i < S; ++i) {
         T* row = p + i * S;
         if (pb)
           for (index_t j = 0; j < S; ++j) row[j] += pb[(h * S + i) * S + j];
-        for (index_t j = 0; j < S; ++j)
-          if (is_masked(m, causal, b, S, i, j)) row[j] += std::numeric_limits<T>::lowest();
+        // Keys 0..i (all keys unless causal) masked by padding, keys i+1.. by causality.
+        const index_t visible_end = causal ? i + 1 : S;
+        if (mb)
+          for (index_t j = 0; j < visible_end; ++j) row[j] += mb[j] ? T(0) : std::numeric_limits<T>::lowest();
+        for (index_t j = visible_end; j < S; ++j) row[j] += std::numeric_limits<T>::lowest();
         softmax_row(row, S);
       }
     }
@@ -192,8 +196,19 @@ class FullAttention {
     return (m && m[b * S + j] == 0) || (causal && j > i);
   }
 
-  // In-place softmax of one row, computed in A.
+  // In-place softmax of one row, computed in A. For float and double the exponentials are
+  // Eigen's vectorised ones; shifted scores below log(min normal) (masked keys among them) give
+  // exactly 0, as std::exp would up to a subnormal.
   static void softmax_row(T* row, index_t n) {
+    if constexpr (std::same_as<T, A>) {
+      using Array = Eigen::Array<A, Eigen::Dynamic, 1>;
+      Eigen::Map<Array> r(row, n);
+      static const A cutoff = std::log(std::numeric_limits<A>::min());
+      r -= r.maxCoeff();
+      r = (r < cutoff).select(A(0), r.exp());
+      r *= A(1) / r.sum();
+      return;
+    }
     A mx = A(row[0]);
     for (index_t j = 1; j < n; ++j) mx = std::max(mx, A(row[j]));
     A sum = 0;

@@ -327,8 +327,8 @@ BertLoadReport load_bert(Model& model, const std::filesystem::path& dir_or_file,
       mismatched.push_back(
           detail::concat(json::quote(it->second), " shape expected ", p.value.shape(), ", got ", info.shape));
     if (!is_float_dtype(info.dtype))
-      mismatched.push_back(detail::concat(json::quote(it->second), " dtype ", info.dtype,
-                                          " does not convert to floating point"));
+      mismatched.push_back(
+          detail::concat(json::quote(it->second), " dtype ", info.dtype, " does not convert to floating point"));
   });
   std::vector<std::string> unexpected;
   for (const auto& [name, file_name] : by_model_name) {

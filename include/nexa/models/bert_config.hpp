@@ -57,7 +57,8 @@ class ConfigJsonParser {
     throw Error(detail::concat(context_, ": invalid JSON at byte ", pos_, ": ", what));
   }
   void ws() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\r' || text_[pos_] == '\t'))
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\r' || text_[pos_] == '\t'))
       ++pos_;
   }
   void expect(char c) {
@@ -138,7 +139,8 @@ class ConfigJsonParser {
     if (c == '-' || (c >= '0' && c <= '9')) {
       v.kind = JsonValue::Kind::Number;
       std::size_t end = pos_;
-      while (end < text_.size() && std::string_view("+-0123456789.eE").find(text_[end]) != std::string_view::npos) ++end;
+      while (end < text_.size() && std::string_view("+-0123456789.eE").find(text_[end]) != std::string_view::npos)
+        ++end;
       const auto [ptr, ec] = std::from_chars(text_.data() + pos_, text_.data() + end, v.number);
       if (ec != std::errc() || ptr != text_.data() + end) fail("malformed number");
       pos_ = end;
@@ -202,15 +204,15 @@ inline JsonValue parse_config_json(std::string_view text, std::string context) {
 
 struct BertConfig {
   index_t vocab_size = 30522;
-  index_t hidden = 768;          // hidden_size
-  index_t layers = 12;           // num_hidden_layers
-  index_t heads = 12;            // num_attention_heads
-  index_t intermediate = 3072;   // intermediate_size
-  index_t max_position = 512;    // max_position_embeddings
-  index_t type_vocab = 2;        // type_vocab_size
+  index_t hidden = 768;         // hidden_size
+  index_t layers = 12;          // num_hidden_layers
+  index_t heads = 12;           // num_attention_heads
+  index_t intermediate = 3072;  // intermediate_size
+  index_t max_position = 512;   // max_position_embeddings
+  index_t type_vocab = 2;       // type_vocab_size
   double layer_norm_eps = 1e-12;
-  double dropout = 0.1;          // hidden_dropout_prob: embeddings, sublayer outputs, classifier
-  index_t num_labels = 0;        // > 0 adds the sequence-classification head (classifier.*)
+  double dropout = 0.1;            // hidden_dropout_prob: embeddings, sublayer outputs, classifier
+  index_t num_labels = 0;          // > 0 adds the sequence-classification head (classifier.*)
   double attention_dropout = 0.1;  // attention_probs_dropout_prob
   double init_std = 0.02;          // initializer_range
   index_t pad_token_id = 0;        // its word-embedding row starts at 0 and gets no gradient; -1: none

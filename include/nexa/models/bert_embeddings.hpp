@@ -141,8 +141,8 @@ class BertEmbeddings {
       require_shape(types, Shape{B, S}, "BertEmbeddings", "token type ids");
       for (index_t t = 0; t < types.numel(); ++t) {
         const index_t id = types.data()[t];
-        require(0 <= id && id < config_.type_vocab, "BertEmbeddings", "token type id ", id, " at [", t / S, ", ",
-                t % S, "] is out of range for type_vocab ", config_.type_vocab);
+        require(0 <= id && id < config_.type_vocab, "BertEmbeddings", "token type id ", id, " at [", t / S, ", ", t % S,
+                "] is out of range for type_vocab ", config_.type_vocab);
       }
       cache.types = clone(types);
     }

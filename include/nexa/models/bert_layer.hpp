@@ -6,11 +6,16 @@
 // Parameter names under "encoder.layer.<i>": attention.self.{query,key,value}.{weight,bias},
 // attention.output.dense.*, attention.output.LayerNorm.*, intermediate.dense.*, output.dense.*,
 // output.LayerNorm.*.
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
+#include <numbers>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
 
 #include "nexa/attention/full_attention.hpp"
 #include "nexa/core/parallel.hpp"
@@ -27,6 +32,42 @@
 namespace nexa {
 
 namespace models_detail {
+
+// GELU (erf form) in place, and its backward g *= GELU'(x). float runs on Eigen's vectorised erf
+// and exp (a rational erf approximation within a few ulp); other types use the exact Gelu functor.
+template <class T>
+void gelu_inplace(T* x, index_t n) {
+  if constexpr (std::same_as<T, float>) {
+    constexpr index_t chunk = 4096;
+    const index_t chunks = (n + chunk - 1) / chunk;
+    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+    for (index_t c = 0; c < chunks; ++c) {
+      Eigen::Map<Eigen::ArrayXf> v(x + c * chunk, std::min(chunk, n - c * chunk));
+      v = 0.5f * v * (1.0f + (v * float(std::numbers::sqrt2 / 2)).erf());
+    }
+  } else {
+    nn_detail::apply_activation<Gelu>(x, n);
+  }
+}
+template <class T>
+void gelu_backward_inplace(T* g, const T* x, index_t n) {
+  constexpr index_t chunk = 4096;
+  const index_t chunks = (n + chunk - 1) / chunk;
+  NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+  for (index_t c = 0; c < chunks; ++c) {
+    const index_t len = std::min(chunk, n - c * chunk);
+    if constexpr (std::same_as<T, float>) {
+      Eigen::Map<Eigen::ArrayXf> gv(g + c * chunk, len);
+      const Eigen::Map<const Eigen::ArrayXf> xv(x + c * chunk, len);
+      const auto cdf = 0.5f * (1.0f + (xv * float(std::numbers::sqrt2 / 2)).erf());
+      const auto pdf = (-0.5f * xv.square()).exp() * float(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+      gv *= cdf + xv * pdf;
+    } else {
+      for (index_t i = c * chunk; i < c * chunk + len; ++i) g[i] = g[i] * Gelu::derivative(x[i]);
+    }
+  }
+}
+
 // A Linear initialised as transformers' BertPreTrainedModel does: W ~ N(0, std), b = 0.
 template <class T, class D>
 Linear<T, D> bert_linear(index_t in, index_t out, double std, Rng& rng) {
@@ -39,7 +80,6 @@ Linear<T, D> bert_linear(index_t in, index_t out, double std, Rng& rng) {
 template <class T = float, class D = cpu>
 class BertLayer {
   static_assert(std::same_as<D, cpu>, "BertLayer: only the CPU backend implements it yet");
-  using A = acc_t<T>;
 
  public:
   using Config = BertConfig;
@@ -57,12 +97,12 @@ class BertLayer {
   template <class T2, class D2>
   using rebind = BertLayer<T2, D2>;
 
-  FullAttention<T, D> attention;  // attention.self
-  Linear<T, D> attention_dense;   // attention.output.dense
+  FullAttention<T, D> attention;   // attention.self
+  Linear<T, D> attention_dense;    // attention.output.dense
   LayerNorm<T, D> attention_norm;  // attention.output.LayerNorm
-  Linear<T, D> intermediate;      // intermediate.dense
-  Linear<T, D> output_dense;      // output.dense
-  LayerNorm<T, D> output_norm;    // output.LayerNorm
+  Linear<T, D> intermediate;       // intermediate.dense
+  Linear<T, D> output_dense;       // output.dense
+  LayerNorm<T, D> output_norm;     // output.LayerNorm
   Dropout<T, D> attention_dropout, output_dropout;
 
   BertLayer() = default;
@@ -102,18 +142,36 @@ class BertLayer {
     return forward(clone(x), mask, cache);
   }
   [[nodiscard]] Tensor<T, D> forward(Tensor<T, D>&& x, TensorView<const std::int32_t, D> mask, Cache& cache) {
-    Tensor<T, D> o = attention_dense.forward(attention.forward(std::move(x), mask, cache.attention), cache.attention_dense);
+    Tensor<T, D> o =
+        attention_dense.forward(attention.forward(std::move(x), mask, cache.attention), cache.attention_dense);
     attention_dropout.forward_inplace(o.data(), o.numel(), cache.attention_dropout);
     ops::axpy(T(1), cache.attention.input.cview(), o.view());
     Tensor<T, D> h = attention_norm.forward(std::move(o), cache.attention_norm);
 
     Tensor<T, D> a = intermediate.forward(h.cview(), cache.intermediate);
     cache.intermediate_pre = clone(a.cview());
-    nn_detail::apply_activation<Gelu>(a.data(), a.numel());
+    models_detail::gelu_inplace(a.data(), a.numel());
     Tensor<T, D> f = output_dense.forward(std::move(a), cache.output_dense);
     output_dropout.forward_inplace(f.data(), f.numel(), cache.output_dropout);
     ops::axpy(T(1), h.cview(), f.view());
     return output_norm.forward(std::move(f), cache.output_norm);
+  }
+
+  // Forward without keeping anything (inference).
+  [[nodiscard]] Tensor<T, D> apply(TensorView<const T, D> x, TensorView<const std::int32_t, D> mask) {
+    Tensor<T, D> o = attention_dense.apply(attention.apply(x, mask).cview());
+    typename Dropout<T, D>::Cache dc;
+    attention_dropout.forward_inplace(o.data(), o.numel(), dc);
+    ops::axpy(T(1), x, o.view());
+    Tensor<T, D> h = attention_norm.apply(o.cview());
+    o = Tensor<T, D>();
+    Tensor<T, D> a = intermediate.apply(h.cview());
+    models_detail::gelu_inplace(a.data(), a.numel());
+    Tensor<T, D> f = output_dense.apply(a.cview());
+    a = Tensor<T, D>();
+    output_dropout.forward_inplace(f.data(), f.numel(), dc);
+    ops::axpy(T(1), h.cview(), f.view());
+    return output_norm.apply(f.cview());
   }
 
   // Accumulates every parameter's gradient (trainable ones); returns dx.
@@ -124,13 +182,7 @@ class BertLayer {
     output_dropout.backward_inplace(df.data(), df.numel(), cache.output_dropout);
     Tensor<T, D> da = output_dense.backward(df.cview(), cache.output_dense);
     df = Tensor<T, D>();
-    {
-      const T* pre = cache.intermediate_pre.data();
-      T* g = da.data();
-      const index_t n = da.numel();
-      NEXA_PARALLEL_FOR_IF(n > parallel_grain)
-      for (index_t i = 0; i < n; ++i) g[i] = static_cast<T>(A(g[i]) * Gelu::derivative(A(pre[i])));
-    }
+    models_detail::gelu_backward_inplace(da.data(), cache.intermediate_pre.data(), da.numel());
     Tensor<T, D> dh = intermediate.backward(da.cview(), cache.intermediate);
     da = Tensor<T, D>();
     ops::axpy(T(1), dz.cview(), dh.view());
@@ -192,10 +244,7 @@ class BertEncoder {
   }
   // Forward without keeping anything (inference): each layer's cache is dropped as it finishes.
   [[nodiscard]] Tensor<T, D> apply(Tensor<T, D>&& x, TensorView<const std::int32_t, D> mask) {
-    for (auto& l : layers) {
-      typename BertLayer<T, D>::Cache c;
-      x = l.forward(std::move(x), mask, c);
-    }
+    for (auto& l : layers) x = l.apply(x.cview(), mask);
     return std::move(x);
   }
 
