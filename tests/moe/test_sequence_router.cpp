@@ -1,0 +1,122 @@
+#include <doctest/doctest.h>
+
+#include "nexa/models/bert.hpp"
+#include "nexa/moe.hpp"
+#include "support/gradcheck.hpp"
+
+using nexa::Tensor;
+
+namespace {
+using Router = nexa::SequenceClassifierRouter<nexa::BertModel<>, 2>;
+using Layer = nexa::MoELayer<Router, nexa::T5FFN<nexa::Relu>, nexa::NoShared, nexa::cpu, double>;
+
+nexa::BertConfig tiny_bert() {
+  nexa::BertConfig c;
+  c.vocab_size = 12;
+  c.hidden = 8;
+  c.layers = 1;
+  c.heads = 2;
+  c.intermediate = 12;
+  c.max_position = 8;
+  c.num_labels = 3;
+  c.dropout = 0.0;
+  c.attention_dropout = 0.0;
+  c.pad_token_id = -1;
+  c.init_std = 0.5;  // large enough that the attention scores, and so dQ and dK, are not tiny
+  return c;
+}
+
+const nexa::MoEConfig layer_config{
+    .d_model = 5, .d_ff = 6, .num_experts = 3, .load_balance_coef = 0.1, .z_loss_coef = 0.05};
+
+nexa::SequenceBatch batch(std::vector<std::int32_t> labels = {}, std::vector<std::int32_t> overrides = {}) {
+  nexa::SequenceBatch b;
+  b.ids = Tensor<std::int32_t>::from_host({3, 4}, {1, 5, 7, 2, 1, 9, 3, 2, 1, 4, 11, 6});
+  b.mask = Tensor<std::int32_t>::from_host({3, 4}, {1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1});
+  b.domain_labels = std::move(labels);
+  b.domain_override = std::move(overrides);
+  return b;
+}
+
+Layer make_layer(std::uint64_t seed, double supervised = 0.0) {
+  nexa::Rng rng(seed);
+  Layer layer(layer_config, rng);
+  layer.router.set_classifier(nexa::BertModel<double>(tiny_bert(), rng));
+  layer.router.set_supervised_coef(supervised);
+  return layer;
+}
+}  // namespace
+
+TEST_CASE("Sequence router: every token takes its sequence's experts and weights") {
+  Layer layer = make_layer(120);
+  nexa::Rng rng(1);
+  auto x = Tensor<double>::randn({12, 5}, rng);
+  const auto& seq = layer.router.classify(batch());
+  Layer::Cache cache;
+  (void)layer.forward(x, cache);
+  for (nexa::index_t t = 0; t < 12; ++t) {
+    for (int j = 0; j < 2; ++j) {
+      CHECK(cache.router.routing.experts(t, j) == seq.experts(t / 4, j));
+      CHECK(cache.router.routing.weights(t, j) == seq.weights(t / 4, j));
+    }
+  }
+}
+
+TEST_CASE("Sequence router trains jointly: gradients of experts and classifier check (with supervision)") {
+  Layer layer = make_layer(121, 0.5);
+  nexa::Rng rng(2);
+  auto x = Tensor<double>::randn({12, 5}, rng);
+  auto r = Tensor<double>::randn({12, 5}, rng);
+  const auto b = batch({0, 2, -1});
+  (void)layer.router.classify(b);
+  Layer::Cache cache;
+  (void)layer.forward(x, cache);
+  CHECK(cache.aux().supervised > 0);
+  auto dx = layer.backward(r, cache);
+  auto loss = [&] {
+    (void)layer.router.classify(b);
+    Layer::Cache c;
+    return nexa::testing::weighted_sum(layer.forward(x, c), r) + c.aux_loss();
+  };
+  CHECK(nexa::testing::gradient_error(loss, x.data(), x.numel(), dx.data()) < 1e-6);
+  int classifier_params = 0;
+  for (auto& [name, p] : nexa::testing::trainable_params(layer)) {
+    const std::string param_name = name;  // clang cannot capture a structured binding
+    INFO(param_name);
+    classifier_params += param_name.find("classifier_model") != std::string::npos ? 1 : 0;
+    CHECK(nexa::testing::gradient_error(loss, p->value.data(), p->numel(), p->grad.data()) < 1e-6);
+  }
+  CHECK(classifier_params > 10);
+}
+
+TEST_CASE("Domain override bypasses the classifier; head-only training freezes the encoder") {
+  Layer layer = make_layer(122);
+  const auto& seq = layer.router.classify(batch({}, {-1, 2, 0}));
+  CHECK(seq.experts(1, 0) == 2);
+  CHECK(seq.weights(1, 0) == 1.0);
+  CHECK(seq.weights(1, 1) == 0.0);
+  CHECK(seq.experts(2, 0) == 0);
+
+  layer.router.set_training_scope(nexa::RouterTraining::HeadOnly);
+  std::vector<std::string> trainable;
+  layer.router.visit_params([&](const std::string& n, auto& p) {
+    if (p.trainable) trainable.push_back(n);
+  });
+  CHECK(trainable ==
+        std::vector<std::string>{"classifier_model.classifier.weight", "classifier_model.classifier.bias"});
+}
+
+TEST_CASE("Sequence router rejects misuse with clear errors") {
+  Layer layer = make_layer(123);
+  nexa::Rng rng(3);
+  Layer::Cache cache;
+  CHECK_THROWS_WITH_AS((void)layer.forward(Tensor<double>({12, 5}), cache), doctest::Contains("classify"), nexa::Error);
+  (void)layer.router.classify(batch());
+  CHECK_THROWS_WITH_AS((void)layer.forward(Tensor<double>({10, 5}), cache), doctest::Contains("B * S = 12"),
+                       nexa::Error);
+  CHECK_THROWS_AS(layer.router.classify(batch({0, 1})), nexa::Error);
+  auto wrong = tiny_bert();
+  wrong.num_labels = 4;
+  CHECK_THROWS_WITH_AS(layer.router.set_classifier(nexa::BertModel<double>(wrong, rng)),
+                       doctest::Contains("num_labels 3, got 4"), nexa::Error);
+}
