@@ -1,13 +1,18 @@
 #pragma once
-// A small JSON reader and string writer for the subset that safetensors headers use: objects,
-// strings (all escapes, \uXXXX with surrogate pairs, UTF-8 checked), non-negative integers and
-// arrays, nested to a bounded depth. Anything else (true/false/null, signs, fractions) is
-// rejected with a message naming the byte offset. Every read is bounds-checked.
+// A JSON reader and string writer (RFC 8259): objects, arrays, strings (all escapes, \uXXXX
+// with surrogate pairs, UTF-8 checked), numbers, true, false and null, nested to a bounded
+// depth. Integers that fit in 64 bits are kept exact (Kind::Integer: std::uint64_t for 0 to
+// 2^64-1, std::int64_t for negatives down to -2^63); other numbers (fractions, exponents, wider
+// integers) are read as the nearest double (Kind::Float). Object keys must be unique. Errors name
+// the byte offset; every read is bounds-checked. Users with a narrower schema (the safetensors
+// header) check the kinds themselves.
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -16,17 +21,37 @@
 namespace nexa::json {
 
 struct Value {
-  enum class Kind { String, Integer, Array, Object };
+  enum class Kind { Null, Bool, Integer, Float, String, Array, Object };
   Kind kind = Kind::Object;
+  bool boolean = false;                               // Kind::Bool
+  std::uint64_t integer = 0;                          // Kind::Integer: the value when non-negative, else its
+                                                      // two's complement (read negatives with as_int64())
+  bool negative = false;                              // Kind::Integer: the value is below zero
+  double number = 0;                                  // Kind::Float: the value; Kind::Integer: the nearest double
   std::string string;                                 // Kind::String
-  std::uint64_t integer = 0;                          // Kind::Integer
   std::vector<Value> array;                           // Kind::Array
   std::vector<std::pair<std::string, Value>> object;  // Kind::Object, in file order, keys unique
+  std::size_t offset = 0;                             // byte offset of the value's first character
 
-  [[nodiscard]] bool is_string() const { return kind == Kind::String; }
+  [[nodiscard]] bool is_null() const { return kind == Kind::Null; }
+  [[nodiscard]] bool is_bool() const { return kind == Kind::Bool; }
   [[nodiscard]] bool is_integer() const { return kind == Kind::Integer; }
+  [[nodiscard]] bool is_float() const { return kind == Kind::Float; }
+  [[nodiscard]] bool is_number() const { return kind == Kind::Integer || kind == Kind::Float; }
+  [[nodiscard]] bool is_string() const { return kind == Kind::String; }
   [[nodiscard]] bool is_array() const { return kind == Kind::Array; }
   [[nodiscard]] bool is_object() const { return kind == Kind::Object; }
+  // An integer in [0, 2^64): `integer` holds it.
+  [[nodiscard]] bool is_uint64() const { return kind == Kind::Integer && !negative; }
+  // An integer in [-2^63, 2^63): as_int64() returns it.
+  [[nodiscard]] bool is_int64() const {
+    return kind == Kind::Integer &&
+           (negative || integer <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+  }
+  // The value of an integer for which is_int64() holds.
+  [[nodiscard]] std::int64_t as_int64() const { return static_cast<std::int64_t>(integer); }
+  // The value of a number (Kind::Integer or Kind::Float) as a double, rounded to nearest.
+  [[nodiscard]] double as_double() const { return number; }
   // The member called `key` of an object, or nullptr.
   [[nodiscard]] const Value* find(std::string_view key) const {
     for (const auto& [k, v] : object)
@@ -37,10 +62,16 @@ struct Value {
 
 [[nodiscard]] inline std::string_view kind_name(Value::Kind k) {
   switch (k) {
-    case Value::Kind::String:
-      return "string";
+    case Value::Kind::Null:
+      return "null";
+    case Value::Kind::Bool:
+      return "boolean";
     case Value::Kind::Integer:
       return "integer";
+    case Value::Kind::Float:
+      return "float";
+    case Value::Kind::String:
+      return "string";
     case Value::Kind::Array:
       return "array";
     case Value::Kind::Object:
@@ -148,20 +179,22 @@ class Parser {
   }
   [[nodiscard]] bool at_end() const { return pos_ >= text_.size(); }
   [[nodiscard]] char peek() const { return text_[pos_]; }  // callers check at_end() first
+  [[nodiscard]] bool at_digit() const { return !at_end() && peek() >= '0' && peek() <= '9'; }
   void skip_ws() {
     while (!at_end() && (peek() == ' ' || peek() == '\t' || peek() == '\n' || peek() == '\r')) ++pos_;
   }
   void expect(char c) {
-    if (at_end()) fail(nexa::detail::concat("expected '", c, "', got the end of the header"));
+    if (at_end()) fail(nexa::detail::concat("expected '", c, "', got the end of the text"));
     if (peek() != c) fail(nexa::detail::concat("expected '", c, "', got '", peek(), "'"));
     ++pos_;
   }
 
   Value parse_value(int depth) {
     if (depth > max_depth) fail("nesting deeper than 64 levels");
-    if (at_end()) fail("expected a value, got the end of the header");
+    if (at_end()) fail("expected a value, got the end of the text");
     const char c = peek();
     Value v;
+    v.offset = pos_;
     if (c == '{') {
       v.kind = Value::Kind::Object;
       parse_object(v, depth);
@@ -171,12 +204,16 @@ class Parser {
     } else if (c == '"') {
       v.kind = Value::Kind::String;
       v.string = parse_string();
-    } else if (c >= '0' && c <= '9') {
-      v.kind = Value::Kind::Integer;
-      v.integer = parse_integer();
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      parse_number(v);
+    } else if (c == 't' || c == 'f' || c == 'n') {
+      const std::string_view word = c == 't' ? "true" : c == 'f' ? "false" : "null";
+      if (text_.substr(pos_, word.size()) != word) fail(nexa::detail::concat("invalid literal (expected ", word, ")"));
+      pos_ += word.size();
+      v.kind = c == 'n' ? Value::Kind::Null : Value::Kind::Bool;
+      v.boolean = c == 't';
     } else {
-      fail(nexa::detail::concat("unsupported value starting with '", c,
-                                "' (a safetensors header holds only objects, strings and non-negative integers)"));
+      fail(nexa::detail::concat("unexpected character '", c, "' at the start of a value"));
     }
     return v;
   }
@@ -236,22 +273,106 @@ class Parser {
     }
   }
 
-  std::uint64_t parse_integer() {
+  // number = [ "-" ] ( "0" / [1-9] *DIGIT ) [ "." 1*DIGIT ] [ ( "e" / "E" ) [ "+" / "-" ] 1*DIGIT ]
+  void parse_number(Value& v) {
     const std::size_t start = pos_;
-    std::uint64_t value = 0;
-    while (!at_end() && peek() >= '0' && peek() <= '9') {
-      const auto digit = static_cast<std::uint64_t>(peek() - '0');
-      if (value > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) fail("integer too large");
-      value = value * 10 + digit;
+    const bool minus = peek() == '-';
+    if (minus) ++pos_;
+    if (!at_digit()) fail("expected a digit after '-'");
+    if (peek() == '0') {
       ++pos_;
+      if (at_digit()) {
+        pos_ = start;
+        fail("number with a leading zero");
+      }
+    } else {
+      while (at_digit()) ++pos_;
     }
-    if (pos_ - start > 1 && text_[start] == '0') {
+    const std::size_t int_end = pos_;
+    bool fraction_or_exponent = false;
+    if (!at_end() && peek() == '.') {
+      ++pos_;
+      if (!at_digit()) fail("expected a digit after the decimal point");
+      while (at_digit()) ++pos_;
+      fraction_or_exponent = true;
+    }
+    if (!at_end() && (peek() == 'e' || peek() == 'E')) {
+      ++pos_;
+      if (!at_end() && (peek() == '+' || peek() == '-')) ++pos_;
+      if (!at_digit()) fail("expected a digit in the exponent");
+      while (at_digit()) ++pos_;
+      fraction_or_exponent = true;
+    }
+    const std::string_view literal = text_.substr(start, pos_ - start);
+
+    if (!fraction_or_exponent) {
+      std::uint64_t magnitude = 0;
+      bool fits = true;
+      for (std::size_t i = start + (minus ? 1 : 0); i < int_end && fits; ++i) {
+        const auto digit = static_cast<std::uint64_t>(text_[i] - '0');
+        if (magnitude > (std::numeric_limits<std::uint64_t>::max() - digit) / 10)
+          fits = false;
+        else
+          magnitude = magnitude * 10 + digit;
+      }
+      constexpr std::uint64_t int64_min_magnitude = std::uint64_t{1} << 63;
+      if (fits && (!minus || magnitude <= int64_min_magnitude)) {
+        v.kind = Value::Kind::Integer;
+        v.negative = minus && magnitude != 0;  // "-0" is the integer 0
+        v.integer = v.negative ? std::uint64_t{0} - magnitude : magnitude;
+        v.number = v.negative ? -static_cast<double>(magnitude) : static_cast<double>(magnitude);
+        return;
+      }
+      // An integer beyond 64 bits is read as the nearest double, below.
+    }
+    v.kind = Value::Kind::Float;
+    const auto [end, ec] = std::from_chars(literal.data(), literal.data() + literal.size(), v.number);
+    if (ec == std::errc::result_out_of_range && below_smallest_double(literal)) {
+      v.number = minus ? -0.0 : 0.0;
+    } else if (ec == std::errc::result_out_of_range) {
       pos_ = start;
-      fail("integer with a leading zero");
+      fail("number too large for a double");
+    } else if (ec != std::errc() || end != literal.data() + literal.size()) {
+      pos_ = start;
+      fail("malformed number");  // the grammar above already holds; from_chars agrees
     }
-    if (!at_end() && (peek() == '.' || peek() == 'e' || peek() == 'E'))
-      fail("fractional or exponent numbers are not supported");
-    return value;
+  }
+
+  // For a literal from_chars reports out of range: true when its magnitude is below 1 (so it
+  // underflows to zero), false when it overflows. The literal has at least one non-zero digit.
+  static bool below_smallest_double(std::string_view literal) {
+    bool seen_point = false, seen_nonzero = false;
+    long long digits_before_point = 0, zeros_after_point = 0;
+    std::size_t i = literal[0] == '-' ? 1 : 0;
+    for (; i < literal.size() && literal[i] != 'e' && literal[i] != 'E'; ++i) {
+      const char c = literal[i];
+      if (c == '.') {
+        seen_point = true;
+      } else if (!seen_point) {
+        if (c != '0' || seen_nonzero) {
+          seen_nonzero = true;
+          ++digits_before_point;
+        }
+      } else if (!seen_nonzero) {
+        if (c == '0')
+          ++zeros_after_point;
+        else
+          seen_nonzero = true;
+      }
+    }
+    // The decimal exponent of the first non-zero digit, before the e part is applied.
+    const long long order = digits_before_point > 0 ? digits_before_point - 1 : -(zeros_after_point + 1);
+    long long exponent = 0;
+    if (i < literal.size()) {
+      ++i;
+      const bool exponent_minus = literal[i] == '-';
+      if (literal[i] == '+' || literal[i] == '-') ++i;
+      for (; i < literal.size(); ++i) {
+        if (exponent < 1'000'000'000) exponent = exponent * 10 + (literal[i] - '0');  // saturates
+      }
+      if (exponent_minus) exponent = -exponent;
+    }
+    return order + exponent < 0;
   }
 
   unsigned hex4() {

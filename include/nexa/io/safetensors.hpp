@@ -177,10 +177,49 @@ inline void write_header_length(AtomicFileWriter& file, std::uint64_t n) {
   file.write(le, 8);
 }
 
+// A safetensors header holds only objects, arrays, strings and non-negative integers below 2^64.
+// nexa::json reads all of JSON, so check_header_grammar rejects the rest (null, true, false,
+// negative, fractional, exponent or wider numbers) in the parser's own error format, "<context>:
+// invalid JSON at byte <offset>: <what>". `text` is the parsed header; the parser bounds the depth.
+[[noreturn]] inline void reject_header_value(const json::Value& v, std::string_view context, std::string_view what) {
+  throw Error(concat(context, ": invalid JSON at byte ", v.offset, ": ", what,
+                     " (a safetensors header holds only objects, arrays, strings and non-negative integers)"));
+}
+
+inline void check_header_grammar(const json::Value& v, std::string_view text, std::string_view context) {
+  switch (v.kind) {
+    case json::Value::Kind::Null:
+      reject_header_value(v, context, "unsupported value null");
+    case json::Value::Kind::Bool:
+      reject_header_value(v, context, v.boolean ? "unsupported value true" : "unsupported value false");
+    case json::Value::Kind::Integer:
+      if (v.negative) reject_header_value(v, context, "negative numbers are not supported");
+      return;
+    case json::Value::Kind::Float: {
+      const std::size_t end = text.find_first_not_of("+-0123456789.eE", v.offset);
+      const std::string_view literal = text.substr(v.offset, end - v.offset);
+      if (literal.front() == '-') reject_header_value(v, context, "negative numbers are not supported");
+      reject_header_value(v, context,
+                          literal.find_first_of(".eE") == std::string_view::npos
+                              ? "integer too large"
+                              : "fractional or exponent numbers are not supported");
+    }
+    case json::Value::Kind::String:
+      return;
+    case json::Value::Kind::Array:
+      for (const auto& item : v.array) check_header_grammar(item, text, context);
+      return;
+    case json::Value::Kind::Object:
+      for (const auto& member : v.object) check_header_grammar(member.second, text, context);
+      return;
+  }
+}
+
 // Reads an unsigned integer member that must fit in `max`.
 inline std::uint64_t header_integer(const json::Value& v, const std::string& context, std::string_view what,
                                     std::uint64_t max) {
-  require(v.is_integer(), context, what, " must be a non-negative integer, got a ", json::kind_name(v.kind));
+  require(v.is_uint64(), context, what, " must be a non-negative integer, got a ",
+          v.is_integer() ? "negative integer" : json::kind_name(v.kind));
   require(v.integer <= max, context, what, " ", v.integer, " is too large");
   return v.integer;
 }
@@ -277,7 +316,9 @@ class SafetensorsReader {
     data_start_ = 8 + n;
     const std::uint64_t buffer_size = size - data_start_;
 
-    const json::Value root = json::parse(text, context_ + ": header");
+    const std::string header_context = context_ + ": header";
+    const json::Value root = json::parse(text, header_context);
+    detail::check_header_grammar(root, text, header_context);
     require(root.is_object(), context_, "header must be a JSON object");
 
     struct Span {
