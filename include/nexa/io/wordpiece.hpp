@@ -41,8 +41,8 @@ namespace unicode {
 namespace detail {
 template <class Entry>
 [[nodiscard]] constexpr bool in_ranges(std::span<const Entry> table, char32_t c) {
-  const auto it = std::upper_bound(table.begin(), table.end(), c,
-                                   [](char32_t v, const Entry& r) { return v < r.first; });
+  const auto it =
+      std::upper_bound(table.begin(), table.end(), c, [](char32_t v, const Entry& r) { return v < r.first; });
   return it != table.begin() && c <= std::prev(it)->last;
 }
 inline constexpr char32_t hangul_s_base = 0xAC00, hangul_l_base = 0x1100, hangul_v_base = 0x1161,
@@ -54,8 +54,12 @@ inline constexpr char32_t hangul_l_count = 19, hangul_v_count = 21, hangul_t_cou
 
 // General categories as unicodedata.category() reports them.
 [[nodiscard]] inline bool is_category_c(char32_t c) { return detail::in_ranges<tables::Range>(tables::category_c, c); }
-[[nodiscard]] inline bool is_category_zs(char32_t c) { return detail::in_ranges<tables::Range>(tables::category_zs, c); }
-[[nodiscard]] inline bool is_category_mn(char32_t c) { return detail::in_ranges<tables::Range>(tables::category_mn, c); }
+[[nodiscard]] inline bool is_category_zs(char32_t c) {
+  return detail::in_ranges<tables::Range>(tables::category_zs, c);
+}
+[[nodiscard]] inline bool is_category_mn(char32_t c) {
+  return detail::in_ranges<tables::Range>(tables::category_mn, c);
+}
 [[nodiscard]] inline bool is_category_p(char32_t c) { return detail::in_ranges<tables::Range>(tables::category_p, c); }
 // str.isspace().
 [[nodiscard]] inline bool is_python_space(char32_t c) {
@@ -127,7 +131,8 @@ inline void append_decomposition(char32_t c, std::u32string& out) {
     return std::pair<char32_t, char32_t>(d.first, d.second);
   };
   const std::pair<char32_t, char32_t> want(a, b);
-  const auto it = std::lower_bound(t.begin(), t.end(), want, [&](std::uint16_t i, const auto& w) { return key(i) < w; });
+  const auto it =
+      std::lower_bound(t.begin(), t.end(), want, [&](std::uint16_t i, const auto& w) { return key(i) < w; });
   return it != t.end() && key(*it) == want ? tables::decompositions[*it].cp : 0;
 }
 
@@ -268,7 +273,7 @@ inline void append_utf8(char32_t cp, std::string& out) {
 struct WordPieceOptions {
   bool lower_case = true;
   // Strip accents (NFD, then drop Mn); unset: the same as lower_case, as in the original BERT.
-  std::optional<bool> strip_accents;
+  std::optional<bool> strip_accents = std::nullopt;
   bool tokenize_chinese_chars = true;
   std::size_t max_input_chars_per_word = 100;
   std::string unk_token = "[UNK]";
@@ -386,7 +391,8 @@ class WordPieceTokenizer {
     return encode(text, std::nullopt, options);
   }
 
-  [[nodiscard]] BatchEncoding encode_batch(std::span<const std::string> texts, const EncodeOptions& options = {}) const {
+  [[nodiscard]] BatchEncoding encode_batch(std::span<const std::string> texts,
+                                           const EncodeOptions& options = {}) const {
     std::vector<Encoding> rows;
     rows.reserve(texts.size());
     for (const auto& t : texts) rows.push_back(build(tokenize_ids(t), std::nullopt, options));
@@ -432,7 +438,7 @@ class WordPieceTokenizer {
     text = unicode::encode_utf8(std::u32string_view(u).substr(b, e - b));
     if (options.clean_up_tokenization_spaces) {
       constexpr std::pair<std::string_view, std::string_view> rules[] = {
-          {" .", "."},   {" ?", "?"},   {" !", "!"},     {" ,", ","},     {" ' ", "'"},
+          {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
           {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
       for (const auto& [from, to] : rules) text = replace_all(text, from, to);
     }
@@ -446,7 +452,8 @@ class WordPieceTokenizer {
   WordPieceTokenizer(std::vector<std::string> tokens, WordPieceOptions options, const std::string& context)
       : options_(std::move(options)), vocab_(std::move(tokens)) {
     require(!vocab_.empty(), context, "the vocabulary is empty");
-    require(vocab_.size() <= static_cast<std::size_t>(INT32_MAX), context, "the vocabulary has more than 2^31 - 1 tokens");
+    require(vocab_.size() <= static_cast<std::size_t>(INT32_MAX), context,
+            "the vocabulary has more than 2^31 - 1 tokens");
     require(options_.max_input_chars_per_word > 0, context, "max_input_chars_per_word must be positive");
     ids_.reserve(vocab_.size());
     for (std::size_t i = 0; i < vocab_.size(); ++i) ids_[vocab_[i]] = static_cast<std::int32_t>(i);
@@ -664,7 +671,8 @@ class WordPieceTokenizer {
     std::size_t length = longest;
     if (options.padding == Padding::MaxLength) {
       require(longest <= options.max_length, "WordPieceTokenizer", "encode_batch: a sequence of ", longest,
-              " tokens exceeds max_length ", options.max_length, " (truncation is off), so rows cannot be padded to it");
+              " tokens exceeds max_length ", options.max_length,
+              " (truncation is off), so rows cannot be padded to it");
       length = options.max_length;
     }
     for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -677,8 +685,8 @@ class WordPieceTokenizer {
       std::vector<std::int32_t> flat;
       flat.reserve(rows.size() * length);
       for (const auto& r : rows) flat.insert(flat.end(), (r.*field).begin(), (r.*field).end());
-      return Tensor<std::int32_t>::from_host(
-          Shape{static_cast<index_t>(rows.size()), static_cast<index_t>(length)}, flat);
+      return Tensor<std::int32_t>::from_host(Shape{static_cast<index_t>(rows.size()), static_cast<index_t>(length)},
+                                             flat);
     };
     return {to_tensor(&Encoding::input_ids), to_tensor(&Encoding::token_type_ids),
             to_tensor(&Encoding::attention_mask)};

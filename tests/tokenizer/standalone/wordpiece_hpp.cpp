@@ -1,0 +1,2 @@
+// Compiles nexa/io/wordpiece.hpp on its own: the header includes everything it uses.
+#include "nexa/io/wordpiece.hpp"
