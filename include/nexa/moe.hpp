@@ -7,6 +7,7 @@
 #include "nexa/core/tensor.hpp"
 #include "nexa/moe/concepts.hpp"
 #include "nexa/moe/config.hpp"
+#include "nexa/moe/domain_tags.hpp"
 #include "nexa/moe/moe_layer.hpp"
 #include "nexa/moe/nexus_merge.hpp"
 #include "nexa/moe/nexus_router.hpp"

@@ -40,9 +40,10 @@ nexa::SequenceBatch batch(std::vector<std::int32_t> labels = {}, std::vector<std
 
 Layer make_layer(std::uint64_t seed, double supervised = 0.0) {
   nexa::Rng rng(seed);
-  Layer layer(layer_config, rng);
+  auto config = layer_config;
+  config.supervised_coef = supervised;
+  Layer layer(config, rng);
   layer.router.set_classifier(nexa::BertModel<double>(tiny_bert(), rng));
-  layer.router.set_supervised_coef(supervised);
   return layer;
 }
 }  // namespace
@@ -67,7 +68,7 @@ TEST_CASE("Sequence router trains jointly: gradients of experts and classifier c
   nexa::Rng rng(2);
   auto x = Tensor<double>::randn({12, 5}, rng);
   auto r = Tensor<double>::randn({12, 5}, rng);
-  const auto b = batch({0, 2, -1});
+  const auto b = batch({0, 2, 1}, {-1, -1, 2});  // the third sequence is overridden
   (void)layer.router.classify(b);
   Layer::Cache cache;
   (void)layer.forward(x, cache);
@@ -119,4 +120,18 @@ TEST_CASE("Sequence router rejects misuse with clear errors") {
   wrong.num_labels = 4;
   CHECK_THROWS_WITH_AS(layer.router.set_classifier(nexa::BertModel<double>(wrong, rng)),
                        doctest::Contains("num_labels 3, got 4"), nexa::Error);
+}
+
+TEST_CASE("DomainTags strip NEXA-MOE's tag prefixes into labels") {
+  const auto tags = nexa::DomainTags::nexa_moe();
+  const auto phys = tags.split("  [PHYS]  Light bends in a prism.");
+  CHECK(phys.domain == 0);
+  CHECK(phys.text == "Light bends in a prism.");
+  CHECK(tags.split("[MAT]Steel").domain == 2);
+  const auto none = tags.split("No tag [BIO] here");
+  CHECK(none.domain == -1);
+  CHECK(none.text == "No tag [BIO] here");
+  CHECK(tags.index_of("[BIO]") == 1);
+  CHECK_THROWS_WITH_AS((void)tags.index_of("[MED]"), doctest::Contains("known: [PHYS], [BIO], [MAT]"), nexa::Error);
+  CHECK_THROWS_AS(nexa::DomainTags({"[A]", "[A]"}), nexa::Error);
 }

@@ -26,6 +26,8 @@ struct RouterConfig {
   index_t domain_dim = 0;
   index_t projection_hidden = 0;
   double score_scale = 1.0;
+  // Sequence-classifier routers: weight of the supervised cross-entropy on domain labels.
+  double supervised_coef = 0.0;
 };
 
 // A whole MoE layer. Designated initialisers keep call sites short:
@@ -50,10 +52,11 @@ struct MoEConfig {
   index_t domain_dim = 0;         // NexusRouter only: see RouterConfig
   index_t projection_hidden = 0;  // NexusRouter only
   double score_scale = 1.0;       // NexusRouter only
+  double supervised_coef = 0.0;   // SequenceClassifierRouter only: see RouterConfig
 
   [[nodiscard]] RouterConfig router() const {
     return {d_model,         num_experts, renormalize,       load_balance_coef, z_loss_coef,
-            router_init_std, domain_dim,  projection_hidden, score_scale};
+            router_init_std, domain_dim,  projection_hidden, score_scale,       supervised_coef};
   }
 };
 

@@ -4,9 +4,10 @@
 // experts, and every token of the sequence goes there with the classifier's probabilities as
 // weights. It trains jointly with the experts: the gradient reaches the classifier through the
 // routing weights, plus an optional supervised cross-entropy on domain labels
-// (supervised_coef). At inference a domain override sends a sequence to a given expert and
-// bypasses the classifier's choice. The classifier can be trained fully, only in its head, or
-// not at all (set_training_scope).
+// (RouterConfig::supervised_coef; DomainTags turns NEXA-MOE's [PHYS]/[BIO]/[MAT] text prefixes
+// into those labels, and into overrides at inference). At inference a domain override sends a sequence to a given
+// expert and bypasses the classifier's choice. The classifier can be trained fully, only in its head, or not at all
+// (set_training_scope).
 //
 // Use per batch: classify(batch) once, then the MoE layer's forward/backward; tokens are the
 // batch's B x S tokens in row-major order, so the layer's input must have B * S rows.
@@ -62,12 +63,13 @@ class SequenceClassifierRouter {
   SequenceClassifierRouter(const Config& config, Rng&) : config_(config) {
     require(config.num_experts >= K, "SequenceClassifierRouter", "num_experts must be at least K = ", K, ", got ",
             config.num_experts);
+    set_supervised_coef(config.supervised_coef);
   }
-  SequenceClassifierRouter(const Config& config, ClassifierT c, double supervised_coef = 0.0) : config_(config) {
+  SequenceClassifierRouter(const Config& config, ClassifierT c) : config_(config) {
     require(config.num_experts >= K, "SequenceClassifierRouter", "num_experts must be at least K = ", K, ", got ",
             config.num_experts);
     set_classifier(std::move(c));
-    set_supervised_coef(supervised_coef);
+    set_supervised_coef(config.supervised_coef);
   }
 
   [[nodiscard]] const Config& config() const { return config_; }
@@ -109,6 +111,9 @@ class SequenceClassifierRouter {
     state_.seq.logits = convert<A>(std::move(out.logits));
     route_logits(state_.seq, config_, K);
     apply_overrides();
+    // The load-balancing loss counts first choices: after an override, the forced ones.
+    state_.seq.aux.load_balance =
+        load_balance_loss<A>(state_.seq.routing.probs, state_.seq.routing.experts, config_.load_balance_coef, nullptr);
     state_.seq.aux.supervised = supervised_loss(nullptr);
     return state_.seq.routing;
   }
@@ -140,14 +145,15 @@ class SequenceClassifierRouter {
     const index_t tokens = d_weights.dim(0), B = state_.batch, S = state_.seq_len;
     require(tokens == B * S && d_weights.dim(1) == K, "SequenceClassifierRouter", "d_weights expected [", B * S, ", ",
             K, "], got ", d_weights.shape());
+    // An overridden sequence's weights are constants: nothing flows back through them (its
+    // logits still carry the auxiliary losses' gradients).
     Tensor<A, D> d_seq({B, K});
-    for (index_t t = 0; t < tokens; ++t)
+    for (index_t t = 0; t < tokens; ++t) {
+      if (overridden(t / S)) continue;
       for (index_t j = 0; j < K; ++j) d_seq.data()[(t / S) * K + j] += d_weights.data()[t * K + j];
+    }
     Tensor<A, D> d_logits = logits_backward(state_.seq, config_, K, d_seq.cview());
     (void)supervised_loss(&d_logits);
-    for (index_t b = 0; b < B; ++b) {
-      if (overridden(b)) std::fill_n(d_logits.data() + b * config_.num_experts, config_.num_experts, A(0));
-    }
     const Tensor<T, D> d_logits_t = convert<T>(std::move(d_logits));
     typename ClassifierT::Grads grads;
     grads.logits = d_logits_t.cview();
@@ -202,12 +208,13 @@ class SequenceClassifierRouter {
     if (supervised_coef_ == 0.0 || state_.labels.empty()) return 0.0;
     const index_t E = config_.num_experts;
     index_t n = 0;
-    for (index_t b = 0; b < state_.batch; ++b) n += state_.labels[static_cast<std::size_t>(b)] >= 0 ? 1 : 0;
+    for (index_t b = 0; b < state_.batch; ++b)
+      n += state_.labels[static_cast<std::size_t>(b)] >= 0 && !overridden(b) ? 1 : 0;
     if (n == 0) return 0.0;
     double loss = 0;
     for (index_t b = 0; b < state_.batch; ++b) {
       const std::int32_t label = state_.labels[static_cast<std::size_t>(b)];
-      if (label < 0) continue;
+      if (label < 0 || overridden(b)) continue;
       const A* p = state_.seq.routing.probs.data() + b * E;
       loss -= std::log(std::max(static_cast<double>(p[label]), 1e-300));
       if (d_logits) {
