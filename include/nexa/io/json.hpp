@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nexa/core/error.hpp"
+#include "nexa/io/utf8.hpp"
 
 namespace nexa::json {
 
@@ -393,24 +394,6 @@ class Parser {
     return value;
   }
 
-  static void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   std::string parse_string() {
     const std::size_t start = pos_;
     expect('"');
@@ -468,7 +451,7 @@ class Parser {
             if (low < 0xDC00 || low > 0xDFFF) fail("high surrogate not followed by a low surrogate");
             cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
           }
-          append_utf8(out, cp);
+          unicode::append_utf8(static_cast<char32_t>(cp), out);
           break;
         }
         default:

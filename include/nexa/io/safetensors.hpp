@@ -443,6 +443,19 @@ inline void write_safetensors(const std::filesystem::path& path, const Safetenso
 }
 
 namespace detail {
+// Builds one error message that lists every problem found while matching a file to a module:
+// "<head>; missing tensors (2): "a", "b"; unexpected tensors (1): "c" (...)".
+struct LoadProblems {
+  std::string message;
+  explicit LoadProblems(std::string head) : message(std::move(head)) {}
+  void list(std::string_view title, const std::vector<std::string>& items, bool quote, std::string_view note) {
+    if (items.empty()) return;
+    message += concat("; ", title, " (", items.size(), "): ");
+    for (std::size_t i = 0; i < items.size(); ++i)
+      message += (i ? ", " : "") + (quote ? json::quote(items[i]) : items[i]);
+    message += note;
+  }
+};
 template <class P>
 using param_scalar_t = typename std::remove_cvref_t<decltype(std::declval<P&>().value)>::value_type;
 template <class P>
@@ -538,19 +551,11 @@ void load_safetensors(Module& module, const std::filesystem::path& path, bool st
       if (!seen.count(entry.first)) unexpected.push_back(entry.first);
   }
   if (!missing.empty() || !mismatched.empty() || !unexpected.empty()) {
-    std::string message = detail::concat(context, ": cannot load into the module");
-    const auto list = [&](std::string_view title, const std::vector<std::string>& items, bool quote,
-                          std::string_view note) {
-      if (items.empty()) return;
-      message += detail::concat("; ", title, " (", items.size(), "): ");
-      for (std::size_t i = 0; i < items.size(); ++i)
-        message += (i ? ", " : "") + (quote ? json::quote(items[i]) : items[i]);
-      message += note;
-    };
-    list("missing tensors", missing, true, "");
-    list("mismatched tensors", mismatched, false, "");
-    list("unexpected tensors", unexpected, true, " (load with strict = false to ignore them)");
-    throw Error(message);
+    detail::LoadProblems problems(detail::concat(context, ": cannot load into the module"));
+    problems.list("missing tensors", missing, true, "");
+    problems.list("mismatched tensors", mismatched, false, "");
+    problems.list("unexpected tensors", unexpected, true, " (load with strict = false to ignore them)");
+    throw Error(problems.message);
   }
   module.visit_params([&](const std::string& name, auto& p) {
     using T = detail::param_scalar_t<decltype(p)>;

@@ -31,6 +31,7 @@
 #include "nexa/core/tensor.hpp"
 #include "nexa/io/file.hpp"
 #include "nexa/io/unicode_tables.hpp"
+#include "nexa/io/utf8.hpp"
 
 namespace nexa {
 
@@ -239,24 +240,6 @@ inline void append_lower(char32_t c, std::u32string& out) {
     i += len;
   }
   return out;
-}
-
-inline void append_utf8(char32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 [[nodiscard]] inline std::string encode_utf8(std::u32string_view s) {

@@ -336,20 +336,12 @@ BertLoadReport load_bert(Model& model, const std::filesystem::path& dir_or_file,
     (options.strict ? unexpected : report.skipped).push_back(file_name);
   }
   if (!missing.empty() || !mismatched.empty() || !unexpected.empty() || !duplicates.empty()) {
-    std::string message = detail::concat(context, ": cannot load into the model");
-    const auto list = [&](std::string_view title, const std::vector<std::string>& items, bool quote,
-                          std::string_view note) {
-      if (items.empty()) return;
-      message += detail::concat("; ", title, " (", items.size(), "): ");
-      for (std::size_t i = 0; i < items.size(); ++i)
-        message += (i ? ", " : "") + (quote ? json::quote(items[i]) : items[i]);
-      message += note;
-    };
-    list("missing tensors", missing, true, "");
-    list("mismatched tensors", mismatched, false, "");
-    list("tensors naming the same parameter", duplicates, false, "");
-    list("unexpected tensors", unexpected, true, " (load with strict = false to skip them)");
-    throw Error(message);
+    detail::LoadProblems problems(detail::concat(context, ": cannot load into the model"));
+    problems.list("missing tensors", missing, true, "");
+    problems.list("mismatched tensors", mismatched, false, "");
+    problems.list("tensors naming the same parameter", duplicates, false, "");
+    problems.list("unexpected tensors", unexpected, true, " (load with strict = false to skip them)");
+    throw Error(problems.message);
   }
   model.visit_params([&](const std::string& name, auto& p) {
     const auto it = by_model_name.find(name);
