@@ -10,8 +10,8 @@
 
 namespace nexa::testing {
 
-// Norm-wise relative error ||a - n|| / max(||a||, ||n||) (absolute below a norm of 1e-8) between an analytic gradient `analytic`
-// and central differences of `loss` with respect to the n entries at `values` (restored after).
+// Norm-wise relative error ||a - n|| / max(||a||, ||n||) (absolute below a norm of 1e-8) between an analytic gradient
+// `analytic` and central differences of `loss` with respect to the n entries at `values` (restored after).
 inline double gradient_error(const std::function<double()>& loss, double* values, index_t n, const double* analytic,
                              double eps = 1e-6) {
   double diff2 = 0, a2 = 0, n2 = 0;
