@@ -7,24 +7,11 @@
 #include <vector>
 
 #include "nexa/models/bert.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#ifdef NEXA_HAVE_BLAS
-extern "C" void openblas_set_num_threads(int);
-#endif
+#include "support/threads.hpp"
 
 namespace {
 
-void set_threads(int n) {
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
-#ifdef NEXA_HAVE_BLAS
-  openblas_set_num_threads(n);
-#endif
-}
+using nexa::testing::set_threads;
 
 struct Run {
   std::vector<float> hidden, logits, dx, grads;
