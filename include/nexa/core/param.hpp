@@ -26,12 +26,6 @@ struct Param {
   [[nodiscard]] index_t numel() const { return value.numel(); }
 };
 
-// A visitor passed to visit_params: called as f(name, param) for every parameter.
-template <class F, class T, class D>
-concept ParamVisitor = requires(F f, const std::string& name, Param<T, D>& p) {
-  f(name, p);
-};
-
 // Joins a prefix and a name with '.', as Hugging Face state dicts do.
 inline std::string join_name(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;

@@ -54,11 +54,18 @@ class TopKRouter {
   const Routing<A, D>& route(TensorView<const T, D> x, Cache& cache) {
     require(x.cols() == config_.d_model, "TopKRouter", "input's last axis expected ", config_.d_model, ", got shape ",
             x.shape());
-    Tensor<A, D> xa = convert_rows<A>(x);
-    cache.logits = Tensor<A, D>::uninitialized({xa.rows(), config_.num_experts});
-    ops::gemm(xa, Trans::N, weight.value, Trans::T, cache.logits);
+    cache.logits = Tensor<A, D>::uninitialized({x.rows(), config_.num_experts});
+    // x is copied (and widened) only when it must be: to be kept for dW_r, or to reach fp32.
+    if constexpr (std::same_as<A, T>) {
+      const TensorView<const A, D> rows = x.reshaped({x.rows(), x.cols()});
+      ops::gemm(rows, Trans::N, weight.value, Trans::T, cache.logits);
+      cache.input = weight.trainable ? clone(rows) : Tensor<A, D>();
+    } else {
+      Tensor<A, D> xa = convert_rows<A>(x);
+      ops::gemm(xa, Trans::N, weight.value, Trans::T, cache.logits);
+      cache.input = weight.trainable ? std::move(xa) : Tensor<A, D>();
+    }
     route_logits(cache, config_, K);
-    cache.input = weight.trainable ? std::move(xa) : Tensor<A, D>();
     return cache.routing;
   }
 
