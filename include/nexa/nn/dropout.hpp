@@ -2,6 +2,7 @@
 // Dropout with counter-based masks: element i of call c is dropped iff Philox(seed, stream,
 // c * 2^40 + i) says so, so the mask is the same whatever the thread count, and the backward
 // regenerates it instead of storing it.
+#include <array>
 #include <cstdint>
 #include <limits>
 
@@ -38,6 +39,35 @@ class Dropout {
   // The next forward draws the mask of call `next`: lets a recomputation (gradient checkpointing,
   // gradient checks) replay a forward exactly.
   void rewind(std::uint64_t next = 0) { calls_ = next; }
+  // The call the next forward will draw (what `rewind` takes to replay it).
+  [[nodiscard]] std::uint64_t next_call() const { return calls_; }
+
+  // Reserves one call for a caller that applies its mask piecewise (tiled attention applies the
+  // mask of a virtual [B, heads, S, S] matrix tile by tile, never materialising it).
+  [[nodiscard]] Cache reserve_call() {
+    Cache cache;
+    cache.applied = active();
+    if (cache.applied) cache.call = calls_++;
+    return cache;
+  }
+  // Applies elements [first, first + n) of the mask of `cache`'s call to x[0..n): the same values
+  // forward_inplace gives those elements of a call-long array. Serial (callers parallelise).
+  void apply_range(T* x, index_t n, std::uint64_t first, const Cache& cache) const {
+    if (!cache.applied) return;
+    const auto threshold = static_cast<std::uint64_t>(p_ * 4294967296.0);
+    const T scale = T(1.0 / (1.0 - p_));
+    const std::uint64_t base = cache.call << 40;
+    std::uint64_t group = ~std::uint64_t(0);
+    std::array<std::uint32_t, 4> bits{};
+    for (index_t e = 0; e < n; ++e) {
+      const std::uint64_t index = first + static_cast<std::uint64_t>(e);
+      if (index / 4 != group) {
+        group = index / 4;
+        bits = stream_.bits(base + group);
+      }
+      x[e] = bits[static_cast<std::size_t>(index % 4)] >= threshold ? x[e] * scale : T(0);
+    }
+  }
 
   // Drops and rescales x in place (a no-op in eval mode or with p = 0).
   void forward_inplace(T* x, index_t n, Cache& cache) {

@@ -1,5 +1,5 @@
-// FullAttention: forward against a naive per-element reference, central-difference gradient
-// checks (x, every projection parameter, the position bias) with padding, causal masking,
+// FullAttention: forward against the naive reference (tests/support/attention_reference.hpp),
+// central-difference gradient checks (x, every projection parameter, the relative position bias) with padding, causal masking,
 // position bias and dropout, no NaN for fully masked queries, and error messages.
 #include <doctest/doctest.h>
 
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/grad_util.hpp"
+#include "support/attention_reference.hpp"
 #include "nexa/attention/full_attention.hpp"
 
 using nexa::index_t;
@@ -18,49 +19,6 @@ using nexa::Tensor;
 namespace {
 
 using Attn = nexa::FullAttention<double>;
-
-// Straight from the definition: loops over (b, h, i, j).
-Tensor<double> naive_attention(Attn& a, const Tensor<double>& x, const Tensor<std::int32_t>& mask,
-                               const Tensor<double>& bias) {
-  const auto& cfg = a.config();
-  const index_t B = x.dim(0), S = x.dim(1), H = cfg.heads, dh = cfg.head_dim, hid = cfg.hidden;
-  auto project = [&](nexa::Linear<double>& l) {
-    Tensor<double> out({B, S, H * dh});
-    for (index_t t = 0; t < B * S; ++t)
-      for (index_t o = 0; o < H * dh; ++o) {
-        double z = cfg.bias ? l.bias.value.data()[o] : 0.0;
-        for (index_t c = 0; c < hid; ++c) z += l.weight.value(o, c) * x.data()[t * hid + c];
-        out.data()[t * H * dh + o] = z;
-      }
-    return out;
-  };
-  const auto q = project(a.query), k = project(a.key), v = project(a.value);
-  Tensor<double> y({B, S, H * dh});
-  const double scale = cfg.scale ? 1.0 / std::sqrt(double(dh)) : 1.0;
-  for (index_t b = 0; b < B; ++b)
-    for (index_t h = 0; h < H; ++h)
-      for (index_t i = 0; i < S; ++i) {
-        std::vector<double> s(static_cast<std::size_t>(S));
-        for (index_t j = 0; j < S; ++j) {
-          double z = 0;
-          for (index_t d = 0; d < dh; ++d) z += q(b, i, h * dh + d) * k(b, j, h * dh + d);
-          z *= scale;
-          if (!bias.empty()) z += bias(h, i, j);
-          const bool masked = (!mask.empty() && mask(b, j) == 0) || (cfg.causal && j > i);
-          if (masked) z += std::numeric_limits<double>::lowest();
-          s[static_cast<std::size_t>(j)] = z;
-        }
-        double mx = s[0], sum = 0;
-        for (double z : s) mx = std::max(mx, z);
-        for (double& z : s) sum += (z = std::exp(z - mx));
-        for (index_t d = 0; d < dh; ++d) {
-          double c = 0;
-          for (index_t j = 0; j < S; ++j) c += s[static_cast<std::size_t>(j)] / sum * v(b, j, h * dh + d);
-          y(b, i, h * dh + d) = c;
-        }
-      }
-  return y;
-}
 
 struct Case {
   Attn::Config config;
@@ -77,7 +35,7 @@ void check_attention(const Case& c, std::uint64_t seed) {
   if (c.padding)  // sequence 0 full, 1 padded after 3 tokens, 2 after 1 token
     mask = Tensor<std::int32_t>::from_host({B, S}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0});
   Tensor<double> bias;
-  if (c.position_bias) bias = Tensor<double>::randn({c.config.heads, S, S}, rng);
+  if (c.position_bias) bias = Tensor<double>::randn({c.config.heads, 2 * S - 1}, rng);
   auto r = Tensor<double>::randn({B, S, attn.inner()}, rng);
 
   Attn::Cache cache;
@@ -85,7 +43,8 @@ void check_attention(const Case& c, std::uint64_t seed) {
   auto y = attn.forward(x, mask, cache, bias);
   REQUIRE(y.shape() == nexa::Shape{B, S, attn.inner()});
   if (c.config.dropout == 0) {
-    const auto ref = naive_attention(attn, x, mask, bias);
+    const auto ref = nexa::testing::naive_attention(
+        attn, x, nexa::testing::full_visibility(mask, c.config.causal), bias, nexa::testing::EmptyRow::uniform);
     double err = 0;
     for (index_t i = 0; i < y.numel(); ++i) err = std::max(err, std::abs(y.data()[i] - ref.data()[i]));
     CHECK(err < 1e-12);
@@ -93,7 +52,7 @@ void check_attention(const Case& c, std::uint64_t seed) {
   Tensor<double> dbias;
   Tensor<double> dx;
   if (c.position_bias) {
-    dbias = Tensor<double>({c.config.heads, S, S});
+    dbias = Tensor<double>({c.config.heads, 2 * S - 1});
     dx = attn.backward(r, cache, dbias);
   } else {
     dx = attn.backward(r, cache);
@@ -147,10 +106,10 @@ TEST_CASE("FullAttention: a query that sees no key gets uniform weights, not NaN
   auto y = attn.forward(x, mask, cache);
   for (index_t i = 0; i < y.numel(); ++i) REQUIRE(std::isfinite(y.data()[i]));
   for (index_t h = 0; h < 2; ++h)
-    for (index_t j = 0; j < 3; ++j) CHECK(cache.probs(1, h, 0, j) == doctest::Approx(1.0 / 3));
-  CHECK(cache.probs(0, 0, 0, 1) == doctest::Approx(1.0 / 3));  // query 0 of sequence 0: key 0 is padding
-  CHECK(cache.probs(0, 0, 1, 1) == doctest::Approx(1.0));      // query 1 sees key 1 only
-  CHECK(cache.probs(0, 0, 1, 0) == 0.0f);
+    for (index_t j = 0; j < 3; ++j) CHECK(cache.saved.probs(1, h, 0, j) == doctest::Approx(1.0 / 3));
+  CHECK(cache.saved.probs(0, 0, 0, 1) == doctest::Approx(1.0 / 3));  // query 0 of sequence 0: key 0 is padding
+  CHECK(cache.saved.probs(0, 0, 1, 1) == doctest::Approx(1.0));      // query 1 sees key 1 only
+  CHECK(cache.saved.probs(0, 0, 1, 0) == 0.0f);
   auto dx = attn.backward(Tensor<float>::full(y.shape(), 1.0f), cache);
   for (index_t i = 0; i < dx.numel(); ++i) REQUIRE(std::isfinite(dx.data()[i]));
 }
@@ -172,11 +131,11 @@ TEST_CASE("FullAttention reports bad configs and shapes") {
       (void)attn.forward(Tensor<float>({1, 2, 4}), Tensor<std::int32_t>::from_host({1, 2}, {1, 2}), cache),
       doctest::Contains("mask values must be 0 or 1, got 2"), Error);
   CHECK_THROWS_WITH_AS((void)attn.forward(Tensor<float>({2, 3, 4}), none, cache, Tensor<float>({2, 3, 4})),
-                       doctest::Contains("position bias shape expected [2, 3, 3], got [2, 3, 4]"), Error);
+                       doctest::Contains("position bias shape expected [2, 5], got [2, 3, 4]"), Error);
   (void)attn.forward(Tensor<float>({2, 3, 4}), none, cache);
   CHECK_THROWS_WITH_AS((void)attn.backward(Tensor<float>({2, 3, 3}), cache),
                        doctest::Contains("dy shape expected [2, 3, 4]"), Error);
-  Tensor<float> db({2, 2, 2});
+  Tensor<float> db({2, 2});
   CHECK_THROWS_WITH_AS((void)attn.backward(Tensor<float>({2, 3, 4}), cache, db),
-                       doctest::Contains("d_position_bias shape expected [2, 3, 3]"), Error);
+                       doctest::Contains("d_position_bias shape expected [2, 5]"), Error);
 }
