@@ -97,6 +97,13 @@ class MoELayer {
       if constexpr (requires { e.set_training(on); }) e.set_training(on);
     if constexpr (has_shared) shared.set_training(on);
   }
+  // Calls f(Dropout&) for every dropout inside (what gradient checkpointing rewinds to replay a forward).
+  template <class F>
+  void visit_dropouts(F&& f) {
+    for (auto& e : experts)
+      if constexpr (requires { e.visit_dropouts(f); }) e.visit_dropouts(f);
+    if constexpr (has_shared) shared.visit_dropouts(f);
+  }
 
   // x: [..., d_model] -> same shape.
   [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) {

@@ -48,6 +48,10 @@ class SharedExpert {
   void set_training(bool on) {
     if constexpr (requires { expert.set_training(on); }) expert.set_training(on);
   }
+  template <class F>
+  void visit_dropouts(F&& f) {
+    if constexpr (requires { expert.visit_dropouts(f); }) expert.visit_dropouts(f);
+  }
 
   // Returns scale * Expert(x).
   [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) {

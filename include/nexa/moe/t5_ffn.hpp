@@ -39,6 +39,10 @@ class T5FFNBase {
   [[nodiscard]] const Config& config() const { return config_; }
   void set_training(bool on) { dropout_.set_training(on); }
   [[nodiscard]] Dropout<T, D>& dropout() { return dropout_; }
+  template <class F>
+  void visit_dropouts(F&& f) {
+    f(dropout_);
+  }
 
   // x: [..., d_model] -> [..., d_model]. An rvalue input is kept without a copy.
   template <class Cache>

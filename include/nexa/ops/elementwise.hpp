@@ -17,4 +17,13 @@ void axpy(T alpha, TensorView<const T, cpu> x, TensorView<T, cpu> y) {
   for (index_t i = 0; i < n; ++i) dst[i] += alpha * src[i];
 }
 
+// x *= alpha, elementwise.
+template <class T>
+void scale(T alpha, TensorView<T, cpu> x) {
+  T* dst = x.data();
+  const index_t n = x.numel();
+  NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+  for (index_t i = 0; i < n; ++i) dst[i] *= alpha;
+}
+
 }  // namespace nexa::ops
