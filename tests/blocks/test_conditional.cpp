@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "blocks/block_check.hpp"
-#include "nexa/attention/full_attention.hpp"
+#include "nexa/attention/local_global_attention.hpp"
 #include "nexa/blocks/conditional.hpp"
 #include "nexa/blocks/pre_ln_block.hpp"
 #include "nexa/blocks/stack.hpp"
@@ -19,7 +19,8 @@ using nexa::Tensor;
 
 namespace {
 
-using Processor = nexa::Stack<nexa::PreLNBlock<nexa::FullAttention<>, nexa::T5FFN<nexa::Relu>>>;
+// The CoT processor: sparse (local-window) attention blocks, as NEXA-CoT specifies.
+using Processor = nexa::Stack<nexa::PreLNBlock<nexa::LocalGlobalAttention<4>, nexa::T5FFN<nexa::Relu>>>;
 const Processor::Config config{.layers = 2,
                                .block = {.d_model = 8, .heads = 2, .dropout = 0.1, .ffn = {.d_model = 8, .d_ff = 16}},
                                .relative_buckets = 8,
