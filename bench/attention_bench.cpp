@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "alloc_tracker.hpp"  // replaces operator new/delete in this executable: include in this TU only
+#include "bench_util.hpp"
 #include "nexa/attention/flash_attention.hpp"
 #include "nexa/attention/full_attention.hpp"
 #include "nexa/attention/local_global_attention.hpp"
@@ -32,6 +33,7 @@
 #include "nexa/blocks/stack.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/nn/activation.hpp"
+#include "nexa/ops/gemm.hpp"
 
 namespace {
 
@@ -74,11 +76,25 @@ std::int64_t rss_peak_bytes() {
   return -1;
 }
 
+// A plain sgemm's rate, [2048, 512] x [512, 2048], taken just before each case (median of 3): the
+// machine's state at that moment (other processes share these cores), to read the case's GFLOP/s
+// against.
+double sgemm_gflops() {
+  static nexa::Rng rng(3);
+  static const auto a = Tensor<float>::randn({2048, 512}, rng);
+  static const auto b = Tensor<float>::randn({2048, 512}, rng);
+  static auto c = Tensor<float>::uninitialized({2048, 2048});
+  const double s =
+      nexa::bench::median_seconds([] { nexa::ops::gemm(a, nexa::Trans::N, b, nexa::Trans::T, c); }, 3, 0.0);
+  return 2.0 * 2048 * 512 * 2048 / s * 1e-9;
+}
+
 struct Timing {
   double seconds_fwd = 0, seconds_fwdbwd = 0;
   std::int64_t peak_bytes = 0;  // operator-new high-water mark of one forward+backward, over the baseline
   std::int64_t rss_peak = -1;   // process VmHWM during that forward+backward (-1: not available)
   int reps = 0;
+  double sgemm_gflops = 0;  // the reference sgemm's rate just before the case
 };
 
 double median(std::vector<double> v) {
@@ -102,6 +118,7 @@ Timing measure(const std::function<void(double&, double&)>& run, double expected
   const auto [reps, warmup] = repetitions(expected_seconds);
   Timing t;
   t.reps = reps;
+  t.sgemm_gflops = sgemm_gflops();
   std::vector<double> fwd, fwdbwd;
   const bool rss = reset_rss_peak();
   double f = 0, fb = 0;
@@ -224,18 +241,19 @@ void run_attention(const std::string& variant, index_t window, index_t n, bool j
         "\"head_dim\": %lld, \"global_tokens\": %d, \"seconds_fwd\": %.6f, \"seconds_fwdbwd\": %.6f, "
         "\"gflops_fwd\": %.2f, \"gflops_fwdbwd\": %.2f, \"core_gflops_fwd\": %.2f, \"core_gflops_fwdbwd\": %.2f, "
         "\"core_gflop_fwd\": %.3f, \"core_gflop_bwd\": %.3f, \"proj_gflop_fwd\": %.3f, \"proj_gflop_bwd\": %.3f, "
-        "\"peak_bytes\": %lld, \"rss_peak_bytes\": %lld, \"reps\": %d}\n",
+        "\"peak_bytes\": %lld, \"rss_peak_bytes\": %lld, \"reps\": %d, \"sgemm_gflops\": %.1f}\n",
         variant.c_str(), window_json(window).c_str(), static_cast<long long>(n), static_cast<long long>(hidden),
         static_cast<long long>(heads), static_cast<long long>(head_dim), window >= 0 ? 1 : 0, t.seconds_fwd,
         t.seconds_fwdbwd, gf_fwd, gf_fwdbwd, core_fwd, core_fwdbwd, flops.core_fwd * 1e-9, flops.core_bwd * 1e-9,
         flops.proj_fwd * 1e-9, flops.proj_bwd * 1e-9, static_cast<long long>(t.peak_bytes),
-        static_cast<long long>(t.rss_peak), t.reps);
+        static_cast<long long>(t.rss_peak), t.reps, t.sgemm_gflops);
   } else {
     std::printf(
         "%-18s n=%6lld  fwd %9.2f ms %6.1f GFLOP/s   fwd+bwd %9.2f ms %6.1f GFLOP/s   peak %9.1f MiB   "
-        "(rss hwm %7.0f MiB, %d rep%s)\n",
+        "(rss hwm %7.0f MiB, %d rep%s, sgemm %.0f GFLOP/s)\n",
         label(variant, window).c_str(), static_cast<long long>(n), t.seconds_fwd * 1e3, gf_fwd, t.seconds_fwdbwd * 1e3,
-        gf_fwdbwd, mib(t.peak_bytes), t.rss_peak < 0 ? -1.0 : mib(t.rss_peak), t.reps, t.reps == 1 ? "" : "s");
+        gf_fwdbwd, mib(t.peak_bytes), t.rss_peak < 0 ? -1.0 : mib(t.rss_peak), t.reps, t.reps == 1 ? "" : "s",
+        t.sgemm_gflops);
   }
   std::fflush(stdout);
 }
@@ -327,19 +345,19 @@ void run_encoder(const std::string& variant, const std::string& attention, index
         "\"n\": %lld, \"d_model\": %lld, \"heads\": %lld, \"head_dim\": %lld, \"d_ff\": %lld, "
         "\"relative_buckets\": 32, \"seconds_fwd\": %.6f, \"seconds_fwdbwd\": %.6f, \"gflops_fwd\": %.2f, "
         "\"gflops_fwdbwd\": %.2f, \"tokens_per_second_fwdbwd\": %.1f, \"peak_bytes\": %lld, "
-        "\"rss_peak_bytes\": %lld, \"reps\": %d}\n",
+        "\"rss_peak_bytes\": %lld, \"reps\": %d, \"sgemm_gflops\": %.1f}\n",
         variant.c_str(), attention.c_str(), checkpointed ? "true" : "false", static_cast<long long>(layers),
         static_cast<long long>(n), static_cast<long long>(hidden), static_cast<long long>(heads),
         static_cast<long long>(head_dim), static_cast<long long>(d_ff), t.seconds_fwd, t.seconds_fwdbwd,
         fwd_flops / t.seconds_fwd * 1e-9, fwdbwd_flops / t.seconds_fwdbwd * 1e-9, tokens_per_s,
-        static_cast<long long>(t.peak_bytes), static_cast<long long>(t.rss_peak), t.reps);
+        static_cast<long long>(t.peak_bytes), static_cast<long long>(t.rss_peak), t.reps, t.sgemm_gflops);
   } else {
     std::printf(
         "%-30s %lld blocks x %6lld tokens  fwd %8.2f s   fwd+bwd %8.2f s (%6.1f GFLOP/s, %7.0f tokens/s)   peak "
-        "%8.1f MiB   (rss hwm %7.0f MiB, %d rep%s)\n",
+        "%8.1f MiB   (rss hwm %7.0f MiB, %d rep%s, sgemm %.0f GFLOP/s)\n",
         variant.c_str(), static_cast<long long>(layers), static_cast<long long>(n), t.seconds_fwd, t.seconds_fwdbwd,
         fwdbwd_flops / t.seconds_fwdbwd * 1e-9, tokens_per_s, mib(t.peak_bytes),
-        t.rss_peak < 0 ? -1.0 : mib(t.rss_peak), t.reps, t.reps == 1 ? "" : "s");
+        t.rss_peak < 0 ? -1.0 : mib(t.rss_peak), t.reps, t.reps == 1 ? "" : "s", t.sgemm_gflops);
   }
   std::fflush(stdout);
 }
