@@ -21,3 +21,16 @@
 #include "nexa/nn/linear.hpp"
 #include "nexa/ops/gemm.hpp"
 #include "nexa/ops/routing.hpp"
+// Attention policies, position bias and blocks, to put MoE layers in Transformer stacks:
+//   nexa::Stack<nexa::PreLNBlock<nexa::FlashAttention<>, nexa::MoELayer<...>>>.
+#include "nexa/attention/attention.hpp"
+#include "nexa/attention/flash_attention.hpp"
+#include "nexa/attention/full_attention.hpp"
+#include "nexa/attention/local_global_attention.hpp"
+#include "nexa/attention/relative_position_bias.hpp"
+#include "nexa/blocks/checkpointed.hpp"
+#include "nexa/blocks/conditional.hpp"
+#include "nexa/blocks/longform_context.hpp"
+#include "nexa/blocks/post_ln_block.hpp"
+#include "nexa/blocks/pre_ln_block.hpp"
+#include "nexa/blocks/stack.hpp"

@@ -17,20 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "nexa/attention/flash_attention.hpp"
 #include "nexa/attention/full_attention.hpp"
+#include "nexa/attention/local_global_attention.hpp"
 #include "nexa/blocks/pre_ln_block.hpp"
 #include "nexa/blocks/stack.hpp"
 #include "nexa/io/safetensors.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/nn/embedding.hpp"
-#if __has_include("nexa/attention/flash_attention.hpp")
-#include "nexa/attention/flash_attention.hpp"
-#define NEXA_T5_PARITY_FLASH 1
-#endif
-#if __has_include("nexa/attention/local_global_attention.hpp")
-#include "nexa/attention/local_global_attention.hpp"
-#define NEXA_T5_PARITY_LOCAL_GLOBAL 1
-#endif
 
 using nexa::index_t;
 using nexa::Tensor;
@@ -145,24 +139,16 @@ void check_parity(const std::string& variant) {
   MESSAGE(variant, ": FullAttention max abs error ", full_all, " (all positions), ", full_tokens, " (tokens)");
   CHECK(full_all < kTolerance);
 
-#ifdef NEXA_T5_PARITY_FLASH
   const auto flash = run_encoder<nexa::FlashAttention<>, Act>(variant, r);
   const double flash_tokens = max_abs_error(flash, r.hidden, &r.mask);
   MESSAGE(variant, ": FlashAttention<> max abs error ", flash_tokens, " (tokens), ",
           max_abs_error(flash, full, &r.mask), " from FullAttention");
   CHECK(flash_tokens < kTolerance);
-#else
-  MESSAGE("nexa/attention/flash_attention.hpp is not in this tree: FlashAttention<> not checked");
-#endif
-#ifdef NEXA_T5_PARITY_LOCAL_GLOBAL
   const auto local = run_encoder<nexa::LocalGlobalAttention<2 * kSeq>, Act>(variant, r);
   const double local_tokens = max_abs_error(local, r.hidden, &r.mask);
   MESSAGE(variant, ": LocalGlobalAttention<", 2 * kSeq, "> max abs error ", local_tokens, " (tokens), ",
           max_abs_error(local, full, &r.mask), " from FullAttention");
   CHECK(local_tokens < kTolerance);
-#else
-  MESSAGE("nexa/attention/local_global_attention.hpp is not in this tree: LocalGlobalAttention not checked");
-#endif
 }
 
 }  // namespace

@@ -32,17 +32,21 @@ namespace nexa {
 namespace attention_detail {
 
 // In-place softmax of one row, computed in acc_t<T>. For float and double the exponentials are
-// Eigen's vectorised ones; shifted scores below log(min normal) (masked keys among them) give
-// exactly 0, as std::exp would up to a subnormal.
+// Eigen's vectorised ones; weights below the smallest normal (masked keys among them) are exactly
+// 0, as std::exp would give up to a subnormal.
 template <class T>
 void softmax_row(T* row, index_t n) {
   using A = acc_t<T>;
   if constexpr (std::same_as<T, A>) {
     using Array = Eigen::Array<A, Eigen::Dynamic, 1>;
     Eigen::Map<Array> r(row, n);
-    static const A cutoff = std::log(std::numeric_limits<A>::min());
+    // exp first, vectorised (a select around exp() would evaluate it one element at a time),
+    // then flush what lies below the smallest normal: Eigen's exp clamps its argument, so a
+    // masked score would otherwise come out as a tiny positive weight instead of 0.
     r -= r.maxCoeff();
-    r = (r < cutoff).select(A(0), r.exp());
+    r = r.exp();
+    for (index_t j = 0; j < n; ++j)
+      if (row[j] < std::numeric_limits<A>::min()) row[j] = A(0);
     r *= A(1) / r.sum();
     return;
   }
@@ -99,7 +103,8 @@ struct FullScores {
         // Keys 0..i (all keys unless causal) masked by padding, keys i+1.. by causality.
         const index_t visible_end = p.causal ? i + 1 : S;
         if (p.padding)
-          for (index_t j = 0; j < visible_end; ++j) row[j] += p.is_padding(b, j) ? std::numeric_limits<T>::lowest() : T(0);
+          for (index_t j = 0; j < visible_end; ++j)
+            row[j] += p.is_padding(b, j) ? std::numeric_limits<T>::lowest() : T(0);
         for (index_t j = visible_end; j < S; ++j) row[j] += std::numeric_limits<T>::lowest();
         attention_detail::softmax_row(row, S);
       }
