@@ -1,6 +1,6 @@
 // FullAttention: forward against the naive reference (tests/support/attention_reference.hpp),
-// central-difference gradient checks (x, every projection parameter, the relative position bias) with padding, causal masking,
-// position bias and dropout, no NaN for fully masked queries, and error messages.
+// central-difference gradient checks (x, every projection parameter, the relative position bias) with padding, causal
+// masking, position bias and dropout, no NaN for fully masked queries, and error messages.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "models/grad_util.hpp"
-#include "support/attention_reference.hpp"
 #include "nexa/attention/full_attention.hpp"
+#include "support/attention_reference.hpp"
 
 using nexa::index_t;
 using nexa::Tensor;
@@ -43,8 +43,8 @@ void check_attention(const Case& c, std::uint64_t seed) {
   auto y = attn.forward(x, mask, cache, bias);
   REQUIRE(y.shape() == nexa::Shape{B, S, attn.inner()});
   if (c.config.dropout == 0) {
-    const auto ref = nexa::testing::naive_attention(
-        attn, x, nexa::testing::full_visibility(mask, c.config.causal), bias, nexa::testing::EmptyRow::uniform);
+    const auto ref = nexa::testing::naive_attention(attn, x, nexa::testing::full_visibility(mask, c.config.causal),
+                                                    bias, nexa::testing::EmptyRow::uniform);
     double err = 0;
     for (index_t i = 0; i < y.numel(); ++i) err = std::max(err, std::abs(y.data()[i] - ref.data()[i]));
     CHECK(err < 1e-12);

@@ -76,7 +76,8 @@ Tensor<double> naive_attention(Attn& a, const Tensor<double>& x, const Visibilit
           mx = std::max(mx, z);
         }
         for (index_t j = 0; j < S; ++j)
-          if (!any || visible(b, i, j)) sum += (w[static_cast<std::size_t>(j)] = std::exp(w[static_cast<std::size_t>(j)] - mx));
+          if (!any || visible(b, i, j))
+            sum += (w[static_cast<std::size_t>(j)] = std::exp(w[static_cast<std::size_t>(j)] - mx));
         for (index_t d = 0; d < dh; ++d) {
           double c = 0;
           for (index_t j = 0; j < S; ++j)

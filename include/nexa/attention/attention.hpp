@@ -103,7 +103,7 @@ class Attention {
     Tensor<std::int32_t, D> global;  // [B, S], empty when no global tokens were given
     Tensor<T, D> q, k, v;            // [B, heads, S, head_dim]
     typename Scores::template Saved<T, D> saved;
-    Tensor<T, D> position_bias;      // [heads, 2S - 1] (O(S): kept, the backward may recompute scores)
+    Tensor<T, D> position_bias;  // [heads, 2S - 1] (O(S): kept, the backward may recompute scores)
     typename Dropout<T, D>::Cache dropout;
   };
   template <class T2, class D2>
