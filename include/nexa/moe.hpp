@@ -23,6 +23,7 @@
 #include "nexa/ops/routing.hpp"
 // Attention policies, position bias and blocks, to put MoE layers in Transformer stacks:
 //   nexa::Stack<nexa::PreLNBlock<nexa::FlashAttention<>, nexa::MoELayer<...>>>.
+#include "nexa/attention/absolute_position_embedding.hpp"
 #include "nexa/attention/attention.hpp"
 #include "nexa/attention/flash_attention.hpp"
 #include "nexa/attention/full_attention.hpp"
