@@ -194,6 +194,30 @@ TEST_CASE("MoELayer with LoRA experts: equals the base at step 0, trains only th
   CHECK(y2.to_host() != y0.to_host());  // the adapters moved the output
 }
 
+TEST_CASE("with_lora freezes the router and the shared expert too") {
+  using Base = MoELayer<TopKRouter<2>, T5FFN<Relu>, nexa::SharedExpert<T5FFN<Relu>>>;
+  nexa::Rng rng(22);
+  Base base({.d_model = 8, .d_ff = 16, .num_experts = 3}, rng);
+  Base copy = base;
+  auto layer = nexa::with_lora(std::move(copy), {.r = 2}, rng);
+  auto x = Tensor<float>::randn({7, 8}, rng);
+  Base::Cache c0;
+  decltype(layer)::Cache c1;
+  CHECK(layer.forward(x, c1).to_host() == base.forward(x, c0).to_host());
+  std::size_t trainable = 0, shared = 0;
+  layer.visit_params([&](const std::string& name, nexa::Param<float>& p) {
+    if (name.starts_with("shared_expert")) ++shared;
+    if (p.trainable) {
+      ++trainable;
+      CHECK(name.find(".lora_") != std::string::npos);
+    }
+  });
+  CHECK(shared > 0);
+  CHECK(trainable == 3u * 4u);
+  CHECK_THROWS_WITH_AS(nexa::with_lora(Base(base), {.r = 0}, rng), doctest::Contains("LoRA: r must be positive"),
+                       Error);
+}
+
 TEST_CASE("MoELayer<LoRA<T5FFN>> built from an ExpertConfig runs forward and backward in double") {
   nexa::Rng rng(21);
   MoELayer<TopKRouter<1>, LoRA<T5FFN<GatedGelu>>, nexa::NoShared, nexa::cpu, double> layer(

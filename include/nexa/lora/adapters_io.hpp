@@ -6,7 +6,8 @@
 //   save_adapters(layer, "adapter_model.safetensors", "base_model.model");
 //   load_adapters(layer, "adapter_model.safetensors", "base_model.model");
 // Loading checks everything before writing anything (missing, mismatched and, when strict,
-// unexpected tensors in one nexa::Error) and never touches the base.
+// unexpected tensors in one nexa::Error) and never touches the base. Load into unmerged
+// adapters: a merged module keeps the old B A in its base weights until unmerge().
 #include <filesystem>
 #include <string>
 #include <string_view>
