@@ -10,12 +10,18 @@
 //   * two codes per byte, the first element in the high nibble;
 //   * double quantisation (compress_statistics=True): offset = mean(absmax), the absmax values
 //     minus the offset are quantised with quantize_blockwise (blocks of 256, the signed dynamic
-//     8-bit map create_dynamic_map(signed=True)), following csrc/cpu_ops.cpp quantize_cpu_impl.
+//     8-bit map create_dynamic_map(signed=True)), following csrc/cpu_ops.cpp quantize_cpu_impl:
+//     the scaled value indexes a 65536-entry table over [-1, 1] whose entries are the nearest
+//     codes of the table's grid points (so a value within 1/65535 of a code midpoint can take
+//     the other neighbour than the exact nearest code would).
+// Blocks run over the flattened tensor, also when a row's length is not a multiple of the block
+// size (bitsandbytes' scalar and default kernels; its AVX-512 dequantisation kernel indexes the
+// absmax per row instead and disagrees with its own quantisation for such shapes).
 // The offset is torch's float32 mean as its CPU kernel computes it (ATen/native/cpu/SumKernel.cpp
-// cascade_sum with 8-lane float vectors, as torch 2.x runs it on x86 (checked on an AVX-512
-// machine), then a division by the count; see detail::torch_mean). torch sums more than 32768 values (over 2M
-// parameters at block size 64) in per-thread chunks, so for such tensors its offset depends on the thread count and can
-// differ from nexa's in the last bit.
+// cascade_sum with 8-lane float vectors, as torch 2.x runs it on x86, checked on an AVX-512
+// machine; then a division by the count; see detail::torch_mean). torch sums more than 32768
+// values (over 2M parameters at block size 64) in per-thread chunks, so for such tensors its
+// offset depends on its thread count and can differ from nexa's in the last bit.
 //
 //   auto q = nexa::quant::nf4_quantize(w.cview(), /*double_quant=*/true);
 //   Tensor<float> w2 = nexa::quant::nf4_dequantize(q);
