@@ -1,0 +1,243 @@
+#pragma once
+// QuantizedExpert<T5FFN<Act>, Format, T, D>: a frozen T5 expert whose weights (wi and wo, or
+// wi_0, wi_1 and wo when gated) are stored quantised and dequantised tile by tile inside the
+// GEMMs (quant/quantized_gemm.hpp). It satisfies the Expert concept, so
+//   MoELayer<TopKRouter<2, Frozen>, QuantizedExpert<T5FFN<Relu>, NF4>, SharedExpert<T5FFN<Relu>>>
+// is NEXUS's frozen MoE with NF4 experts and a trainable shared expert. Quantized<T5FFN<Relu>, NF4>
+// names the same type. Built from a dense expert (its weights quantised, its dropout kept), or
+// from an ExpertConfig and an Rng (a random T5 expert, quantised; what MoELayer does);
+// with_quantized_experts<Format>(layer) converts a (trained) MoELayer's routed experts.
+// Like QuantizedLinear it has no parameters: visit_params visits nothing, so optimizers,
+// freezing and safetensors I/O pass it by (quantise from the dense checkpoint at load time).
+// backward_into gives dx only. bytes() is its storage; with NF4 and double quantisation about
+// 0.516 bytes per parameter (0.5 for the codes, 1/64 for the 8-bit absmax codes, 4/16384 for
+// their float absmax).
+#include <concepts>
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nexa/moe/moe_layer.hpp"
+#include "nexa/moe/t5_ffn.hpp"
+#include "nexa/quant/quantized_linear.hpp"
+
+namespace nexa {
+
+template <class Expert, quant::QuantFormat Format, class T = float, class D = cpu>
+class QuantizedExpert;
+
+namespace quant_detail {
+template <class A>
+struct ExpertAct {
+  using type = A;
+  static constexpr bool gated = false;
+};
+template <class A>
+struct ExpertAct<Gated<A>> {
+  using type = A;
+  static constexpr bool gated = true;
+};
+
+template <class Format, class T>
+typename Format::tensor_type quantize_param(const Param<T, cpu>& p) {
+  if constexpr (std::same_as<T, float>) {
+    return Format::quantize(p.value.cview());
+  } else {
+    const auto host = p.value.to_host();
+    std::vector<float> f(host.begin(), host.end());
+    return Format::quantize(TensorView<const float, cpu>(f.data(), p.value.shape()));
+  }
+}
+}  // namespace quant_detail
+
+template <class Act, class T0, class D0, quant::QuantFormat Format, class T, class D>
+class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
+  static_assert(std::same_as<D, cpu>, "QuantizedExpert: quantised weights are implemented on the CPU only");
+  static constexpr bool gated = quant_detail::ExpertAct<Act>::gated;
+  using act = typename quant_detail::ExpertAct<Act>::type;
+
+ public:
+  using Config = ExpertConfig;
+  using DenseT = T5FFN<Act, T, D>;
+  using Cache = typename DenseT::Cache;  // the same activations as the dense expert keeps
+  using Storage = typename Format::tensor_type;
+  template <class T2, class D2>
+  using rebind = QuantizedExpert<T5FFN<Act, T0, D0>, Format, T2, D2>;
+
+  QuantizedExpert() = default;
+  QuantizedExpert(const Config& config, Rng& rng) : QuantizedExpert(DenseT(config, rng)) {}
+  explicit QuantizedExpert(DenseT dense, index_t tile_rows = quant::default_tile_rows)
+      : config_(dense.config()), dropout_(std::move(dense.dropout())) {
+    set_tile_rows(tile_rows);
+    if constexpr (gated) {
+      wi_ = quant_detail::quantize_param<Format>(dense.wi_0);
+      wi_1_ = quant_detail::quantize_param<Format>(dense.wi_1);
+    } else {
+      wi_ = quant_detail::quantize_param<Format>(dense.wi);
+    }
+    wo_ = quant_detail::quantize_param<Format>(dense.wo);
+  }
+
+  [[nodiscard]] const Config& config() const { return config_; }
+  void set_training(bool on) { dropout_.set_training(on); }
+  [[nodiscard]] Dropout<T, D>& dropout() { return dropout_; }
+  template <class F>
+  void visit_dropouts(F&& f) {
+    f(dropout_);
+  }
+  [[nodiscard]] index_t tile_rows() const { return tile_rows_; }
+  void set_tile_rows(index_t rows) {
+    require(rows > 0, name(), "tile_rows must be positive, got ", rows);
+    tile_rows_ = rows;
+  }
+
+  // The quantised weights: wi (wi_0 when gated), wi_1 (gated only), wo.
+  [[nodiscard]] const Storage& wi() const { return wi_; }
+  [[nodiscard]] const Storage& wi_1() const { return wi_1_; }
+  [[nodiscard]] const Storage& wo() const { return wo_; }
+  // Parameters of the dense expert, and the bytes this one stores for them.
+  [[nodiscard]] index_t num_parameters() const { return (gated ? 3 : 2) * config_.d_model * config_.d_ff; }
+  [[nodiscard]] std::size_t bytes() const { return wi_.bytes() + (gated ? wi_1_.bytes() : 0) + wo_.bytes(); }
+  [[nodiscard]] double bytes_per_parameter() const {
+    return static_cast<double>(bytes()) / static_cast<double>(num_parameters());
+  }
+  // A dense expert holding the dequantised weights (what this one computes with).
+  [[nodiscard]] DenseT dequantized(Rng& rng) const {
+    DenseT dense(config_, rng);
+    auto load = [](Param<T, D>& p, const Storage& q) {
+      const auto w = quant::dequantize<Format>(q);
+      for (index_t i = 0; i < w.numel(); ++i) p.value.data()[i] = static_cast<T>(w.data()[i]);
+    };
+    if constexpr (gated) {
+      load(dense.wi_0, wi_);
+      load(dense.wi_1, wi_1_);
+    } else {
+      load(dense.wi, wi_);
+    }
+    load(dense.wo, wo_);
+    return dense;
+  }
+
+  [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) { return forward(clone(x), cache); }
+  [[nodiscard]] Tensor<T, D> forward(Tensor<T, D>&& x, Cache& cache) {
+    auto y = Tensor<T, D>::uninitialized(x.shape());
+    forward_into(std::move(x), cache, y.view());
+    return y;
+  }
+  [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
+    auto dx = Tensor<T, D>::uninitialized(dy.shape());
+    backward_into(dy, cache, dx.view());
+    return dx;
+  }
+
+  // T5FFN's forward with the GEMMs against the quantised weights.
+  void forward_into(Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
+    const index_t d = config_.d_model, d_ff = config_.d_ff;
+    require(wo_.shape.rank() == 2, name(), "the expert holds no weights (default-constructed)");
+    require(x.cols() == d, name(), "input's last axis expected ", d, ", got shape ", x.shape());
+    require(y.rows() == x.rows() && y.cols() == d, name(), "output expected ", x.rows(), " x ", d, ", got ", y.shape());
+    cache.input = std::move(x);
+    const index_t n = cache.input.rows();
+    const TensorView<const T, D> in(cache.input.data(), {n, d});
+    if constexpr (gated) {
+      cache.gate = Tensor<T, D>::uninitialized({n, d_ff});
+      cache.linear = Tensor<T, D>::uninitialized({n, d_ff});
+      cache.hidden = Tensor<T, D>::uninitialized({n, d_ff});
+      if (n == 0) return;
+      quant::gemm_x_wt<Format>(wi_, in, cache.gate.view(), T(0), tile_rows_);
+      quant::gemm_x_wt<Format>(wi_1_, in, cache.linear.view(), T(0), tile_rows_);
+      const T* a = cache.gate.data();
+      const T* b = cache.linear.data();
+      T* h = cache.hidden.data();
+      const index_t count = cache.hidden.numel();
+      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
+      for (index_t i = 0; i < count; ++i) h[i] = act::value(a[i]) * b[i];
+    } else {
+      cache.hidden = Tensor<T, D>::uninitialized({n, d_ff});
+      if (n == 0) return;
+      quant::gemm_x_wt<Format>(wi_, in, cache.hidden.view(), T(0), tile_rows_);
+      if constexpr (std::same_as<Act, Relu>) {
+        nn_detail::apply_activation<Relu>(cache.hidden.data(), cache.hidden.numel());
+      } else {
+        cache.pre = cache.hidden;
+        nn_detail::apply_activation<Act>(cache.hidden.data(), cache.hidden.numel());
+      }
+    }
+    dropout_.forward_inplace(cache.hidden.data(), cache.hidden.numel(), cache.dropout);
+    quant::gemm_x_wt<Format>(wo_, cache.hidden.cview(), y, T(0), tile_rows_);
+  }
+
+  // dx only: the weights are frozen.
+  void backward_into(TensorView<const T, D> dy, Cache& cache, TensorView<T, D> dx) {
+    const index_t n = cache.input.rows(), d = config_.d_model, d_ff = config_.d_ff;
+    require(dy.rows() == n && dy.cols() == d, name(), "dy expected ", n, " x ", d, ", got ", dy.shape());
+    require(dx.rows() == n && dx.cols() == d, name(), "dx expected ", n, " x ", d, ", got ", dx.shape());
+    if (n == 0) return;
+    auto dh = Tensor<T, D>::uninitialized({n, d_ff});
+    quant::gemm_dy_w<Format>(wo_, dy, dh.view(), T(0), tile_rows_);
+    dropout_.backward_inplace(dh.data(), dh.numel(), cache.dropout);
+    T* g = dh.data();
+    const index_t count = dh.numel();
+    if constexpr (gated) {
+      auto d_linear = Tensor<T, D>::uninitialized({n, d_ff});
+      T* dl = d_linear.data();
+      const T* a = cache.gate.data();
+      const T* b = cache.linear.data();
+      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
+      for (index_t i = 0; i < count; ++i) {
+        const T dhi = g[i];
+        dl[i] = dhi * act::value(a[i]);
+        g[i] = dhi * b[i] * act::derivative(a[i]);
+      }
+      quant::gemm_dy_w<Format>(wi_, dh.cview(), dx, T(0), tile_rows_);
+      quant::gemm_dy_w<Format>(wi_1_, d_linear.cview(), dx, T(1), tile_rows_);
+    } else {
+      if constexpr (std::same_as<Act, Relu>) {
+        const T* h = cache.hidden.data();
+        NEXA_PARALLEL_FOR_IF(count > parallel_grain)
+        for (index_t i = 0; i < count; ++i) g[i] = h[i] > T(0) ? g[i] : T(0);
+      } else {
+        const T* a = cache.pre.data();
+        NEXA_PARALLEL_FOR_IF(count > parallel_grain)
+        for (index_t i = 0; i < count; ++i) g[i] *= Act::derivative(a[i]);
+      }
+      quant::gemm_dy_w<Format>(wi_, dh.cview(), dx, T(0), tile_rows_);
+    }
+  }
+
+  // No parameters (see the header comment).
+  template <class F>
+  void visit_params(F&&, const std::string& = "") {}
+
+ private:
+  static constexpr const char* name() { return gated ? "QuantizedExpert<T5FFN<Gated>>" : "QuantizedExpert<T5FFN>"; }
+
+  Config config_;
+  Dropout<T, D> dropout_;
+  Storage wi_, wi_1_, wo_;  // wi_ is wi_0 when gated; wi_1_ is empty unless gated
+  index_t tile_rows_ = quant::default_tile_rows;
+};
+
+template <class Act, class T, class D, class Format>
+struct QuantizedOf<T5FFN<Act, T, D>, Format> {
+  using type = QuantizedExpert<T5FFN<Act>, Format, T, D>;
+};
+
+// MoELayer<R, E, S, D, T> -> MoELayer<R, QuantizedExpert<E, Format>, S, D, T>: every routed
+// expert quantised (the router and the shared expert are moved over unchanged; freeze the router
+// with freeze_routed or TopKRouter<K, Frozen>). As with_lora, the new layer is first built with
+// throwaway experts from a private Rng, which are then replaced.
+template <quant::QuantFormat Format, class R, class E, class S, class D, class T>
+[[nodiscard]] MoELayer<R, QuantizedExpert<E, Format>, S, D, T> with_quantized_experts(MoELayer<R, E, S, D, T>&& layer) {
+  using Out = MoELayer<R, QuantizedExpert<E, Format>, S, D, T>;
+  Rng scratch(0);
+  Out out(layer.config(), scratch);
+  out.router = std::move(layer.router);
+  if constexpr (MoELayer<R, E, S, D, T>::has_shared) out.shared = std::move(layer.shared);
+  for (std::size_t e = 0; e < layer.experts.size(); ++e)
+    out.experts[e] = typename Out::ExpertT(std::move(layer.experts[e]));
+  return out;
+}
+
+}  // namespace nexa
