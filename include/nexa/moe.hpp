@@ -35,3 +35,11 @@
 #include "nexa/blocks/post_ln_block.hpp"
 #include "nexa/blocks/pre_ln_block.hpp"
 #include "nexa/blocks/stack.hpp"
+// Adapters, quantised frozen bases, upcycling and the NEXUS shared expert's initialisations.
+#include "nexa/lora/adapters_io.hpp"
+#include "nexa/lora/lora_expert.hpp"
+#include "nexa/lora/lora_linear.hpp"
+#include "nexa/moe/shared_expert_init.hpp"
+#include "nexa/moe/upcycling.hpp"
+#include "nexa/quant/quantized_expert.hpp"
+#include "nexa/quant/quantized_linear.hpp"
