@@ -212,3 +212,21 @@ TEST_CASE_TEMPLATE("Training only the shared expert: the loss falls, the frozen 
     if (!p.trainable) CHECK(p.grad.numel() == 0);
   });
 }
+
+TEST_CASE("NEXUS at the foundation shape: what trains and what its gradients and optimizer state take") {
+  // d_model 512, d_ff 2048, 8 routed experts top-2, one shared expert: only the shared expert trains.
+  nexa::Rng rng(90);
+  using Layer =
+      nexa::MoELayer<nexa::TopKRouter<2>, nexa::T5FFN<nexa::Relu>, nexa::SharedExpert<nexa::T5FFN<nexa::Relu>>>;
+  Layer layer({.d_model = 512, .d_ff = 2048, .num_experts = 8}, rng);
+  nexa::freeze_routed(layer);
+  const auto report = nexa::trainable_report(layer);
+  nexa::train::AdamW optimizer(layer, {.lr = 1e-3});
+  std::ostringstream text;
+  text << report;
+  MESSAGE("NEXUS shared expert on a frozen E=8 MoE (d 512, d_ff 2048): ", text.str(), "; AdamW holds ",
+          optimizer.state_bytes(), " bytes");
+  CHECK(report.trainable == 2 * 512 * 2048);
+  CHECK(report.fraction() == doctest::Approx(1.0 / 9.0).epsilon(1e-3));
+  CHECK(report.optimizer_bytes == optimizer.state_bytes());
+}
