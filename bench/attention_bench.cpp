@@ -241,19 +241,21 @@ void run_attention(const std::string& variant, index_t window, index_t n, bool j
         "\"head_dim\": %lld, \"global_tokens\": %d, \"seconds_fwd\": %.6f, \"seconds_fwdbwd\": %.6f, "
         "\"gflops_fwd\": %.2f, \"gflops_fwdbwd\": %.2f, \"core_gflops_fwd\": %.2f, \"core_gflops_fwdbwd\": %.2f, "
         "\"core_gflop_fwd\": %.3f, \"core_gflop_bwd\": %.3f, \"proj_gflop_fwd\": %.3f, \"proj_gflop_bwd\": %.3f, "
-        "\"peak_bytes\": %lld, \"rss_peak_bytes\": %lld, \"reps\": %d, \"sgemm_gflops\": %.1f}\n",
+        "\"peak_bytes\": %lld, \"rss_peak_bytes\": %lld, \"reps\": %d, \"sgemm_gflops\": %.1f, "
+        "\"ratio_fwd_to_sgemm\": %.3f, \"ratio_fwdbwd_to_sgemm\": %.3f}\n",
         variant.c_str(), window_json(window).c_str(), static_cast<long long>(n), static_cast<long long>(hidden),
         static_cast<long long>(heads), static_cast<long long>(head_dim), window >= 0 ? 1 : 0, t.seconds_fwd,
         t.seconds_fwdbwd, gf_fwd, gf_fwdbwd, core_fwd, core_fwdbwd, flops.core_fwd * 1e-9, flops.core_bwd * 1e-9,
         flops.proj_fwd * 1e-9, flops.proj_bwd * 1e-9, static_cast<long long>(t.peak_bytes),
-        static_cast<long long>(t.rss_peak), t.reps, t.sgemm_gflops);
+        static_cast<long long>(t.rss_peak), t.reps, t.sgemm_gflops, gf_fwd / t.sgemm_gflops,
+        gf_fwdbwd / t.sgemm_gflops);
   } else {
     std::printf(
         "%-18s n=%6lld  fwd %9.2f ms %6.1f GFLOP/s   fwd+bwd %9.2f ms %6.1f GFLOP/s   peak %9.1f MiB   "
-        "(rss hwm %7.0f MiB, %d rep%s, sgemm %.0f GFLOP/s)\n",
+        "(rss hwm %7.0f MiB, %d rep%s, sgemm %.0f GFLOP/s; ratio to sgemm fwd %.2f, fwd+bwd %.2f)\n",
         label(variant, window).c_str(), static_cast<long long>(n), t.seconds_fwd * 1e3, gf_fwd, t.seconds_fwdbwd * 1e3,
         gf_fwdbwd, mib(t.peak_bytes), t.rss_peak < 0 ? -1.0 : mib(t.rss_peak), t.reps, t.reps == 1 ? "" : "s",
-        t.sgemm_gflops);
+        t.sgemm_gflops, gf_fwd / t.sgemm_gflops, gf_fwdbwd / t.sgemm_gflops);
   }
   std::fflush(stdout);
 }
