@@ -46,24 +46,63 @@ inline bool no_decay_norms_and_biases(const std::string& name) {
   return lower.find("norm") != std::string::npos;
 }
 
+// Raises nexa::Error naming `module` for a configuration AdamW cannot run.
+inline void check_adamw_config(const AdamWConfig& c, std::string_view module) {
+  require(std::isfinite(c.lr) && c.lr >= 0, module, "lr must be finite and non-negative, got ", c.lr);
+  require(c.beta1 >= 0 && c.beta1 < 1, module, "beta1 must be in [0, 1), got ", c.beta1);
+  require(c.beta2 >= 0 && c.beta2 < 1, module, "beta2 must be in [0, 1), got ", c.beta2);
+  require(std::isfinite(c.eps) && c.eps >= 0, module, "eps must be finite and non-negative, got ", c.eps);
+  require(std::isfinite(c.weight_decay) && c.weight_decay >= 0, module,
+          "weight_decay must be finite and non-negative, got ", c.weight_decay);
+}
+
+// The constants of update number t (from 1), rounded once to the parameters' scalar type. Shared
+// by AdamW and the sharded optimizer in nexa/dist so that both produce the same bits.
+template <class T>
+struct AdamWCoefficients {
+  T decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step;
+
+  static AdamWCoefficients at_step(const AdamWConfig& c, std::int64_t t) {
+    const double step = static_cast<double>(t);
+    const double step_size = c.lr / (1.0 - std::pow(c.beta1, step));
+    return {static_cast<T>(1.0 - c.lr * c.weight_decay),
+            static_cast<T>(1.0 - c.beta1),
+            static_cast<T>(c.beta2),
+            static_cast<T>(1.0 - c.beta2),
+            static_cast<T>(std::sqrt(1.0 - std::pow(c.beta2, step))),
+            static_cast<T>(c.eps),
+            static_cast<T>(-step_size)};
+  }
+};
+
+// The update of n consecutive elements: weights w, gradients g, moments m and v (see the top).
+template <class T>
+void adamw_update(T* w, const T* g, T* m, T* v, index_t n, const AdamWCoefficients<T>& c, bool apply_decay) {
+  NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+  for (index_t i = 0; i < n; ++i) {
+    if (apply_decay) w[i] *= c.decay;
+    m[i] += c.one_minus_beta1 * (g[i] - m[i]);
+    v[i] = v[i] * c.beta2 + c.one_minus_beta2 * g[i] * g[i];
+    const T denom = std::sqrt(v[i]) / c.bias_correction2_sqrt + c.eps;
+    w[i] += c.neg_step * (m[i] / denom);
+  }
+}
+
 class AdamW {
  public:
   template <class Module>
   explicit AdamW(Module& module, AdamWConfig config = {}) : config_(std::move(config)) {
-    check_config();
+    check_adamw_config(config_, "AdamW");
     module.visit_params([&](const std::string& name, auto& p) { add(name, p); });
   }
 
   // One update of every trainable parameter from its accumulated gradient.
   void step() {
     ++steps_;
-    const double t = static_cast<double>(steps_);
-    const double bias_correction1 = 1.0 - std::pow(config_.beta1, t);
-    const double bias_correction2 = 1.0 - std::pow(config_.beta2, t);
-    const double step_size = config_.lr / bias_correction1;
-    const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-    for (auto& s : f32_) update(s, step_size, bias_correction2_sqrt);
-    for (auto& s : f64_) update(s, step_size, bias_correction2_sqrt);
+    const auto f32 = AdamWCoefficients<float>::at_step(config_, steps_);
+    const auto f64 = AdamWCoefficients<double>::at_step(config_, steps_);
+    for (auto& s : f32_) update(s, f32);
+    for (auto& s : f64_) update(s, f64);
   }
 
   // Zeroes the gradients of the optimised parameters.
@@ -112,16 +151,6 @@ class AdamW {
     bool decay;
   };
 
-  void check_config() const {
-    const auto& c = config_;
-    require(std::isfinite(c.lr) && c.lr >= 0, "AdamW", "lr must be finite and non-negative, got ", c.lr);
-    require(c.beta1 >= 0 && c.beta1 < 1, "AdamW", "beta1 must be in [0, 1), got ", c.beta1);
-    require(c.beta2 >= 0 && c.beta2 < 1, "AdamW", "beta2 must be in [0, 1), got ", c.beta2);
-    require(std::isfinite(c.eps) && c.eps >= 0, "AdamW", "eps must be finite and non-negative, got ", c.eps);
-    require(std::isfinite(c.weight_decay) && c.weight_decay >= 0, "AdamW",
-            "weight_decay must be finite and non-negative, got ", c.weight_decay);
-  }
-
   template <class T, class D>
   void add(const std::string& name, Param<T, D>& p) {
     static_assert(std::same_as<D, cpu>, "AdamW: only CPU parameters are supported yet");
@@ -137,32 +166,12 @@ class AdamW {
   }
 
   template <class T>
-  void update(Slot<T>& s, double step_size, double bias_correction2_sqrt) {
+  void update(Slot<T>& s, const AdamWCoefficients<T>& c) {
     Param<T, cpu>& p = *s.param;
     if (!p.trainable) return;
     require(p.value.shape() == s.m.shape() && p.grad.shape() == s.m.shape(), "AdamW", "parameter ", s.name,
             " changed shape: value ", p.value.shape(), ", grad ", p.grad.shape(), ", state ", s.m.shape());
-    const T decay = static_cast<T>(1.0 - config_.lr * config_.weight_decay);
-    const T one_minus_beta1 = static_cast<T>(1.0 - config_.beta1);
-    const T beta2 = static_cast<T>(config_.beta2);
-    const T one_minus_beta2 = static_cast<T>(1.0 - config_.beta2);
-    const T bc2_sqrt = static_cast<T>(bias_correction2_sqrt);
-    const T eps = static_cast<T>(config_.eps);
-    const T neg_step = static_cast<T>(-step_size);
-    const bool apply_decay = s.decay;
-    T* w = p.value.data();
-    const T* g = p.grad.data();
-    T* m = s.m.data();
-    T* v = s.v.data();
-    const index_t n = p.value.numel();
-    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
-    for (index_t i = 0; i < n; ++i) {
-      if (apply_decay) w[i] *= decay;
-      m[i] += one_minus_beta1 * (g[i] - m[i]);
-      v[i] = v[i] * beta2 + one_minus_beta2 * g[i] * g[i];
-      const T denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      w[i] += neg_step * (m[i] / denom);
-    }
+    adamw_update(p.value.data(), p.grad.data(), s.m.data(), s.v.data(), p.value.numel(), c, s.decay);
   }
 
   template <class T>
