@@ -1,5 +1,6 @@
 #pragma once
-// Buffer<T, cuda>: owning, uninitialised device memory (cudaMalloc/cudaFree), and
+// Buffer<T, cuda>: owning, uninitialised device memory from the current context's caching
+// allocator (allocated on, and reused by, the context's stream; see allocator.hpp), and
 // detail::Transfer<cuda>, the host <-> device copies behind Tensor<T, cuda>::from_host, to_host,
 // to<D2>() and zeros(). Copies and fills are queued on the current context's stream
 // (context.hpp); copies to or from the host then synchronise that stream, so the host side may
@@ -8,6 +9,7 @@
 
 #include <cstddef>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <utility>
 
@@ -29,9 +31,9 @@ class Buffer<T, cuda> {
     if (size_ == 0) return;
     require(size_ <= std::numeric_limits<std::size_t>::max() / sizeof(T), "Buffer<cuda>", "cannot allocate ", size_,
             " elements of ", sizeof(T), " bytes");
-    void* p = nullptr;
-    NEXA_CUDA_CHECK(cudaMalloc(&p, size_ * sizeof(T)));
-    data_ = static_cast<T*>(p);
+    const CudaContext& context = cuda_backend::current_context();
+    allocator_ = context.allocator();
+    data_ = static_cast<T*>(allocator_->allocate(size_ * sizeof(T), context.stream()));
   }
   // Device-to-device copy, ordered on the current stream.
   Buffer(const Buffer& other) : Buffer(other.size_) {
@@ -40,15 +42,25 @@ class Buffer<T, cuda> {
                                       cuda_backend::current_stream()));
     }
   }
-  Buffer(Buffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  Buffer(Buffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
+        allocator_(std::move(other.allocator_)) {}
   Buffer& operator=(Buffer other) noexcept {
     std::swap(data_, other.data_);
     std::swap(size_, other.size_);
+    std::swap(allocator_, other.allocator_);
     return *this;
   }
   ~Buffer() {
-    // A destructor must not throw: a failure is dropped (and cleared from the last error).
-    if (data_ && cudaFree(data_) != cudaSuccess) (void)cudaGetLastError();
+    // Back to the allocator it came from. data_ was handed out by it, so this cannot fail but for
+    // a failed mutex lock, which a destructor must not throw: it is dropped.
+    if (data_) {
+      try {
+        allocator_->deallocate(data_);
+      } catch (...) {
+      }
+    }
   }
 
   [[nodiscard]] T* data() { return data_; }
@@ -58,6 +70,7 @@ class Buffer<T, cuda> {
  private:
   T* data_ = nullptr;
   std::size_t size_ = 0;
+  std::shared_ptr<CachingAllocator> allocator_;
 };
 
 namespace detail {

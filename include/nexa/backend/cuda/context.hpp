@@ -16,6 +16,8 @@
 //   cudaStream_t s; cudaStreamCreate(&s);
 //   { nexa::CudaContext ctx(s); nexa::CudaContextScope use(ctx); /* nexa CUDA calls run on s */ }
 // All work is ordered on the context's stream; copies to the host synchronise that stream.
+// Device memory: each context owns a caching allocator (allocator.hpp) that Buffer<T, cuda>
+// allocates from on the context's stream, so after a warm-up step nothing calls cudaMalloc.
 // Plain C++ (no kernels), so it also compiles without nvcc.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -25,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "nexa/backend/cuda/allocator.hpp"
 #include "nexa/backend/cuda/check.hpp"
 #include "nexa/core/error.hpp"
 
@@ -43,6 +46,8 @@ class CudaContext {
 
   [[nodiscard]] int device() const { return device_; }
   [[nodiscard]] cudaStream_t stream() const { return stream_; }
+  // The caching allocator of this context's device memory; buffers share its ownership.
+  [[nodiscard]] const std::shared_ptr<CachingAllocator>& allocator() const { return allocator_; }
 
   // The cuBLAS handle, bound to stream(); created on first use (call it with device() current).
   [[nodiscard]] cublasHandle_t blas() {
@@ -64,6 +69,7 @@ class CudaContext {
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  std::shared_ptr<CachingAllocator> allocator_ = cuda_backend::make_cuda_allocator();
 };
 
 namespace cuda_backend {
