@@ -1,0 +1,89 @@
+// ShardedAdamW (ZeRO-1): over several data-parallel steps it updates the weights exactly as
+// GradientSync + AdamW do (bitwise: both sum in rank order), and as AdamW on one process with
+// the whole batch (within rounding), while each rank holds only its share of the moments.
+#include "nexa/dist/sharded_adamw.hpp"
+
+#include <doctest/doctest.h>
+
+#include "data_parallel_support.hpp"
+#include "nexa/dist/mpi_comm.hpp"
+#include "nexa/train/adamw.hpp"
+
+using nexa::dist::MpiComm;
+using nexa::dist::ShardedAdamW;
+using nexa::dist::share_of;
+using namespace nexa_test;
+
+namespace {
+// Decay by name: the router gets none.
+nexa::train::AdamWConfig adamw_config() {
+  return {.lr = 1e-2, .weight_decay = 0.1, .no_weight_decay = [](const std::string& name) {
+            return name.find("router") != std::string::npos;
+          }};
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("ShardedAdamW: the weights of AdamW, a share of its state, identical replicas", T, float, double) {
+  MpiComm comm;
+  const int ranks = comm.size();
+  Model<T> sharded = make_model<T>(11), replicated = make_model<T>(11), whole = make_model<T>(11);
+  ShardedAdamW opt_sharded(sharded, comm, adamw_config());
+  nexa::dist::GradientSync sync(replicated, comm);
+  nexa::train::AdamW opt_replicated(replicated, adamw_config()), opt_whole(whole, adamw_config());
+
+  // Each rank holds m and v for its share only; the shares add up to AdamW's state.
+  CHECK(opt_sharded.num_elements() == opt_whole.num_elements());
+  CHECK(opt_sharded.shard_elements() == share_of(opt_whole.num_elements(), ranks, comm.rank()).count());
+  CHECK(opt_sharded.state_bytes() == 2 * sizeof(T) * static_cast<std::size_t>(opt_sharded.shard_elements()));
+  const auto mine = static_cast<std::int32_t>(opt_sharded.state_bytes());
+  std::vector<std::int32_t> all(static_cast<std::size_t>(ranks));
+  comm.all_gather(&mine, 1, all.data());
+  std::size_t total = 0;
+  for (std::int32_t b : all) total += static_cast<std::size_t>(b);
+  CHECK(total == opt_whole.state_bytes());
+  CHECK(opt_sharded.state_bytes() <=
+        (opt_whole.state_bytes() + 2 * sizeof(T) * static_cast<std::size_t>(ranks)) / static_cast<std::size_t>(ranks));
+
+  const nexa::dist::Share rows = share_of(global_rows, ranks, comm.rank());
+  for (std::uint64_t step = 0; step < 4; ++step) {
+    CAPTURE(step);
+    const Batch<T> batch = make_batch<T>(50 + step);
+    opt_sharded.zero_grad();
+    opt_replicated.zero_grad();
+    opt_whole.zero_grad();
+    accumulate_gradients(sharded, batch, rows, ranks);
+    accumulate_gradients(replicated, batch, rows, ranks);
+    accumulate_gradients(whole, batch, {0, global_rows}, 1);
+
+    opt_sharded.step();
+    sync.average_gradients();
+    opt_replicated.step();
+    opt_whole.step();
+    CHECK(trainable(sharded, false) == trainable(replicated, false));
+    CHECK(max_rel_error(trainable(sharded, false), trainable(whole, false)) < tolerance<T>());
+    CHECK(identical_on_all_ranks(comm, all_values(sharded)));
+  }
+  CHECK(opt_sharded.steps() == 4);
+}
+
+TEST_CASE("ShardedAdamW: zero_grad, learning rate and errors") {
+  MpiComm comm;
+  Model<float> model = make_model<float>(2);
+  CHECK_THROWS_WITH_AS(ShardedAdamW(model, comm, {.beta1 = 1.0}), doctest::Contains("ShardedAdamW: beta1"),
+                       nexa::Error);
+  ShardedAdamW opt(model, comm, {.lr = 0.5});
+  CHECK(opt.lr() == 0.5);
+  opt.set_lr(0.25);
+  CHECK(opt.config().lr == 0.25);
+  CHECK_THROWS_AS(opt.set_lr(-1.0), nexa::Error);
+  accumulate_gradients(model, make_batch<float>(3), {0, global_rows}, 1);
+  opt.zero_grad();
+  for (const auto& g : trainable(model, true)) CHECK(std::all_of(g.begin(), g.end(), [](float x) { return x == 0; }));
+
+  if (comm.size() == 1) return;
+  Model<float> mismatched = make_model<float>(2);
+  if (comm.rank() == 0) mismatched.experts[1].wo.set_trainable(false);
+  CHECK_THROWS_WITH_AS(ShardedAdamW(mismatched, comm),
+                       doctest::Contains("ShardedAdamW: every rank must hold the same trainable parameters"),
+                       nexa::Error);
+}
