@@ -27,7 +27,12 @@ class Shape {
   }
 
   // Rows when viewed as a matrix: all leading axes folded, the last axis being the columns.
-  [[nodiscard]] index_t rows() const { return dims_.empty() ? 1 : numel() / dims_.back(); }
+  // Multiplied out rather than numel() / cols(), which divides by zero when there are no columns.
+  [[nodiscard]] index_t rows() const {
+    index_t n = 1;
+    for (std::size_t i = 0; i + 1 < dims_.size(); ++i) n *= dims_[i];
+    return n;
+  }
   [[nodiscard]] index_t cols() const { return dims_.empty() ? 1 : dims_.back(); }
 
   friend bool operator==(const Shape&, const Shape&) = default;
