@@ -17,11 +17,18 @@ using nexa::index_t;
 template <class T>
 using DeviceTensor = nexa::Tensor<T, nexa::cuda>;
 
+template <class T>
+inline constexpr bool is_16bit_float_v = std::is_same_v<T, nexa::bfloat16> || std::is_same_v<T, nexa::half>;
+
 // NaN for floating point, an absurd index for integers: any element a kernel fails to write shows.
 template <class T>
 T poison_value() {
   if constexpr (std::is_floating_point_v<T>)
     return std::numeric_limits<T>::quiet_NaN();
+  else if constexpr (std::is_same_v<T, nexa::bfloat16>)
+    return nexa::bfloat16::from_bits(0x7FC0);  // quiet NaN
+  else if constexpr (std::is_same_v<T, nexa::half>)
+    return nexa::half::from_bits(0x7E00);  // quiet NaN
   else
     return T(-1234567);
 }
@@ -49,8 +56,10 @@ double rel_error(const std::vector<T>& got, const std::vector<T>& want) {
   return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
 }
 
+// Normalised-error bounds: fp32 1e-5, 16-bit storage (fp32 accumulation) 1e-2, double 1e-12.
 template <class T>
 constexpr double tolerance() {
+  if constexpr (is_16bit_float_v<T>) return 1e-2;
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
 }
 

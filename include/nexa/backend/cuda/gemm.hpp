@@ -3,7 +3,9 @@
 // r x c matrix is, read column-major, its c x r transpose. So C = alpha op(A) op(B) + beta C
 // (C m x n) is computed as C^T = alpha op(B)^T op(A)^T + beta C^T, an n x m column-major product
 // with B first and the transpose flags passed through unchanged. The handle and stream come from
-// the current CudaContext (context.hpp). Plain C++ (no kernels), so it also compiles without nvcc.
+// the current CudaContext (context.hpp). nexa::bfloat16 and nexa::half go through cublasGemmEx
+// with fp32 accumulation (CUBLAS_COMPUTE_32F) and fp32 alpha and beta, as mixed-precision
+// training expects. Plain C++ (no kernels), so it also compiles without nvcc.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -12,6 +14,7 @@
 
 #include "nexa/backend/cuda/check.hpp"
 #include "nexa/backend/cuda/context.hpp"
+#include "nexa/backend/cuda/data_type.hpp"
 #include "nexa/core/device.hpp"
 #include "nexa/ops/gemm_fwd.hpp"
 
@@ -21,19 +24,14 @@ template <>
 struct GemmKernel<cuda> {
   template <class T>
   static void run(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, const T* b, T beta, T* c) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "GemmKernel<cuda> supports float and double");
+    static_assert(cuda_backend::blas_supported_v<T>,
+                  "GemmKernel<cuda> supports float, double, nexa::bfloat16 and nexa::half");
+    using S = cuda_backend::blas_scale_t<T>;
+    const S alpha_s = static_cast<S>(alpha), beta_s = static_cast<S>(beta);
     if (m == 0 || n == 0) return;
     CudaContext& context = cuda_backend::current_context();
     if (k == 0) {  // C = beta C; BLAS would reject the zero leading dimensions of the empty A and B
-      if (beta == T(0)) {
-        NEXA_CUDA_CHECK(
-            cudaMemsetAsync(static_cast<void*>(c), 0, static_cast<std::size_t>(m * n) * sizeof(T), context.stream()));
-      } else if (beta != T(1)) {
-        if constexpr (std::is_same_v<T, float>)
-          NEXA_CUBLAS_CHECK(cublasSscal_64(context.blas(), m * n, &beta, c, 1));
-        else
-          NEXA_CUBLAS_CHECK(cublasDscal_64(context.blas(), m * n, &beta, c, 1));
-      }
+      scale(context, m * n, beta_s, c);
       return;
     }
     const cublasOperation_t op_a = ta == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T;
@@ -42,10 +40,28 @@ struct GemmKernel<cuda> {
     const std::int64_t lda = ta == Trans::N ? k : m;
     const std::int64_t ldb = tb == Trans::N ? n : k;
     // alpha and beta are host scalars: the handle keeps cuBLAS's default host pointer mode.
-    if constexpr (std::is_same_v<T, float>)
-      NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha, b, ldb, a, lda, &beta, c, n));
-    else
-      NEXA_CUBLAS_CHECK(cublasDgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha, b, ldb, a, lda, &beta, c, n));
+    if constexpr (std::is_same_v<T, float>) {
+      NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha_s, b, ldb, a, lda, &beta_s, c, n));
+    } else if constexpr (std::is_same_v<T, double>) {
+      NEXA_CUBLAS_CHECK(cublasDgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha_s, b, ldb, a, lda, &beta_s, c, n));
+    } else {
+      constexpr cudaDataType_t type = cuda_backend::blas_data_type<T>();
+      NEXA_CUBLAS_CHECK(cublasGemmEx_64(context.blas(), op_b, op_a, n, m, k, &alpha_s, b, type, ldb, a, type, lda,
+                                        &beta_s, c, type, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+  }
+
+  // c[0..count) *= beta (0 writes zeros, so an unwritten or NaN C does not leak through).
+  template <class T, class S>
+  static void scale(CudaContext& context, index_t count, S beta, T* c) {
+    if (beta == S(0)) {
+      NEXA_CUDA_CHECK(
+          cudaMemsetAsync(static_cast<void*>(c), 0, static_cast<std::size_t>(count) * sizeof(T), context.stream()));
+    } else if (beta != S(1)) {
+      constexpr cudaDataType_t type = cuda_backend::blas_data_type<T>();
+      constexpr cudaDataType_t scale_type = std::is_same_v<S, double> ? CUDA_R_64F : CUDA_R_32F;
+      NEXA_CUBLAS_CHECK(cublasScalEx_64(context.blas(), count, &beta, scale_type, c, type, 1, scale_type));
+    }
   }
 };
 
