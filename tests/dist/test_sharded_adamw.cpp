@@ -87,3 +87,44 @@ TEST_CASE("ShardedAdamW: zero_grad, learning rate and errors") {
                        doctest::Contains("ShardedAdamW: every rank must hold the same trainable parameters"),
                        nexa::Error);
 }
+
+namespace {
+// One float and one double MoE layer as one module: both scalar groups are sharded and reduced.
+struct Mixed {
+  Model<float> f = make_model<float>(21);
+  Model<double> d = make_model<double>(22);
+  template <class F>
+  void visit_params(F&& fn, const std::string& prefix = "") {
+    f.visit_params(fn, nexa::join_name(prefix, "f"));
+    d.visit_params(fn, nexa::join_name(prefix, "d"));
+  }
+};
+}  // namespace
+
+TEST_CASE("ShardedAdamW and GradientSync over a module mixing float and double parameters") {
+  MpiComm comm;
+  const int ranks = comm.size();
+  Mixed sharded, replicated;
+  ShardedAdamW opt_sharded(sharded, comm, adamw_config());
+  nexa::dist::GradientSync sync(replicated, comm, 512);
+  nexa::train::AdamW opt_replicated(replicated, adamw_config());
+  CHECK(opt_sharded.num_elements() == opt_replicated.num_elements());
+  CHECK(sync.num_buckets() > 2);
+  const nexa::dist::Share rows = share_of(global_rows, ranks, comm.rank());
+  for (std::uint64_t step = 0; step < 2; ++step) {
+    const Batch<float> batch_f = make_batch<float>(70 + step);
+    const Batch<double> batch_d = make_batch<double>(80 + step);
+    for (Mixed* m : {&sharded, &replicated}) {
+      accumulate_gradients(m->f, batch_f, rows, ranks);
+      accumulate_gradients(m->d, batch_d, rows, ranks);
+    }
+    opt_sharded.step();
+    sync.average_gradients();
+    opt_replicated.step();
+    opt_sharded.zero_grad();
+    opt_replicated.zero_grad();
+    CHECK(trainable(sharded.f, false) == trainable(replicated.f, false));
+    CHECK(trainable(sharded.d, false) == trainable(replicated.d, false));
+    CHECK(identical_on_all_ranks(comm, all_values(sharded.d)));
+  }
+}
