@@ -1,13 +1,14 @@
 #pragma once
-// Router auxiliary losses and their gradients.
+// Router auxiliary losses and their gradients, on any device (AuxLossKernel<D>).
 //   Switch load balancing: L = alpha * N * sum_i f_i P_i, f_i = share of tokens whose first choice
 //     is expert i (a count: no gradient), P_i = mean routing probability of expert i.
 //   ST-MoE router z-loss:  L = c_z * mean_t logsumexp(logits_t)^2.
-#include <cmath>
 #include <cstdint>
-#include <vector>
+#include <type_traits>
 
+#include "nexa/backend/cpu/aux_loss.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/moe/aux_loss_fwd.hpp"
 
 namespace nexa {
 
@@ -18,58 +19,31 @@ struct AuxLosses {
   [[nodiscard]] double total() const { return load_balance + z_loss + supervised; }
 };
 
-// f_i: fraction of tokens whose first choice (experts[t, 0]) is i.
-template <class A>
-std::vector<A> first_choice_fractions(const Tensor<std::int32_t, cpu>& experts, index_t num_experts) {
-  std::vector<A> f(static_cast<std::size_t>(num_experts), A(0));
-  const index_t tokens = experts.dim(0), k = experts.dim(1);
-  for (index_t t = 0; t < tokens; ++t) f[static_cast<std::size_t>(experts.data()[t * k])] += A(1);
-  for (A& v : f) v /= static_cast<A>(tokens > 0 ? tokens : 1);
-  return f;
-}
-
-// Adds coef * N * f_i / T to d_probs[t, i] and returns the loss value.
-template <class A>
-double load_balance_loss(const Tensor<A, cpu>& probs, const Tensor<std::int32_t, cpu>& experts, double coef,
-                         Tensor<A, cpu>* d_probs) {
+// Adds coef * N * f_i / T to d_probs[t, i] (when given) and returns the loss value.
+template <class A, class D>
+double load_balance_loss(const Tensor<A, D>& probs, const Tensor<std::int32_t, D>& experts, double coef,
+                         std::type_identity_t<Tensor<A, D>>* d_probs) {
   const index_t tokens = probs.dim(0), n = probs.dim(1);
   if (coef == 0.0 || tokens == 0) return 0.0;
-  const std::vector<A> f = first_choice_fractions<A>(experts, n);
-  std::vector<double> mean_p(static_cast<std::size_t>(n), 0.0);
-  for (index_t t = 0; t < tokens; ++t)
-    for (index_t i = 0; i < n; ++i) mean_p[static_cast<std::size_t>(i)] += probs.data()[t * n + i];
-  double loss = 0;
-  for (index_t i = 0; i < n; ++i) loss += f[static_cast<std::size_t>(i)] * mean_p[static_cast<std::size_t>(i)];
-  loss *= coef * static_cast<double>(n) / static_cast<double>(tokens);
-  if (d_probs) {
-    for (index_t t = 0; t < tokens; ++t)
-      for (index_t i = 0; i < n; ++i)
-        d_probs->data()[t * n + i] += static_cast<A>(coef * static_cast<double>(n) * f[static_cast<std::size_t>(i)] /
-                                                     static_cast<double>(tokens));
-  }
-  return loss;
+  require(experts.rank() == 2 && experts.dim(0) == tokens && experts.dim(1) >= 1, "load_balance_loss",
+          "experts expected [", tokens, ", k >= 1], got ", experts.shape());
+  require(!d_probs || d_probs->shape() == probs.shape(), "load_balance_loss", "d_probs expected shape ", probs.shape(),
+          ", got ", d_probs ? d_probs->shape() : Shape{});
+  return AuxLossKernel<D>::template load_balance<A>(probs.data(), experts.data(), tokens, n, experts.dim(1), coef,
+                                                    d_probs ? d_probs->data() : nullptr);
 }
 
-// Adds c_z * 2 * z_t * softmax(logits_t) / T to d_logits[t] and returns the loss value.
-template <class A>
-double z_loss(const Tensor<A, cpu>& logits, const Tensor<A, cpu>& probs, double coef, Tensor<A, cpu>* d_logits) {
+// Adds c_z * 2 * z_t * softmax(logits_t) / T to d_logits[t] (when given) and returns the loss value.
+template <class A, class D>
+double z_loss(const Tensor<A, D>& logits, const Tensor<A, D>& probs, double coef,
+              std::type_identity_t<Tensor<A, D>>* d_logits) {
   const index_t tokens = logits.dim(0), n = logits.dim(1);
   if (coef == 0.0 || tokens == 0) return 0.0;
-  double loss = 0;
-  for (index_t t = 0; t < tokens; ++t) {
-    const A* z = logits.data() + t * n;
-    A zmax = z[0];
-    for (index_t i = 1; i < n; ++i) zmax = std::max(zmax, z[i]);
-    A sum = 0;
-    for (index_t i = 0; i < n; ++i) sum += std::exp(z[i] - zmax);
-    const A lse = zmax + std::log(sum);
-    loss += static_cast<double>(lse) * static_cast<double>(lse);
-    if (d_logits) {
-      const A g = static_cast<A>(coef * 2.0 / static_cast<double>(tokens)) * lse;
-      for (index_t i = 0; i < n; ++i) d_logits->data()[t * n + i] += g * probs.data()[t * n + i];
-    }
-  }
-  return coef * loss / static_cast<double>(tokens);
+  require(probs.shape() == logits.shape(), "z_loss", "probs expected shape ", logits.shape(), ", got ", probs.shape());
+  require(!d_logits || d_logits->shape() == logits.shape(), "z_loss", "d_logits expected shape ", logits.shape(),
+          ", got ", d_logits ? d_logits->shape() : Shape{});
+  return AuxLossKernel<D>::template z_loss<A>(logits.data(), probs.data(), tokens, n, coef,
+                                              d_logits ? d_logits->data() : nullptr);
 }
 
 }  // namespace nexa
