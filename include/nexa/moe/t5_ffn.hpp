@@ -4,6 +4,7 @@
 //   T5FFN<GatedGelu> = T5DenseGatedActDense: wo(dropout(gelu_new(wi_0 x) * wi_1 x))
 // No biases, weights [out, in] as in Hugging Face. forward_into/backward_into write into
 // caller-provided views so an MoE layer can run each expert straight into its slice.
+// Elementwise work goes through ActivationKernel<D> and Dropout<T, D>, so D = cuda runs too.
 #include <cmath>
 #include <string>
 #include <string_view>
@@ -117,12 +118,8 @@ class T5FFN : public T5FFNBase<T5FFN<Act, T, D>, T, D> {
     cache.hidden = Tensor<T, D>::uninitialized({n, this->config_.d_ff});
     if (n == 0) return;
     ops::gemm(cache.input, Trans::N, wi.value, Trans::T, cache.hidden);
-    if constexpr (std::same_as<Act, Relu>) {
-      nn_detail::apply_activation<Relu>(cache.hidden.data(), cache.hidden.numel());
-    } else {
-      cache.pre = cache.hidden;
-      nn_detail::apply_activation<Act>(cache.hidden.data(), cache.hidden.numel());
-    }
+    if constexpr (!std::same_as<Act, Relu>) cache.pre = cache.hidden;
+    ActivationKernel<D>::template forward<Act>(cache.hidden.numel(), cache.hidden.data(), cache.hidden.data());
     this->dropout_.forward_inplace(cache.hidden.data(), cache.hidden.numel(), cache.dropout);
     ops::gemm(cache.hidden, Trans::N, wo.value, Trans::T, y);
   }
@@ -135,17 +132,11 @@ class T5FFN : public T5FFNBase<T5FFN<Act, T, D>, T, D> {
     auto dh = Tensor<T, D>::uninitialized({n, this->config_.d_ff});
     ops::gemm(dy, Trans::N, wo.value, Trans::N, dh);
     this->dropout_.backward_inplace(dh.data(), dh.numel(), cache.dropout);
-    T* g = dh.data();
-    const index_t count = dh.numel();
     if constexpr (std::same_as<Act, Relu>) {
       // relu'(a) = [a > 0] = [hidden > 0] wherever dropout kept the unit; dropped units have g = 0.
-      const T* h = cache.hidden.data();
-      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-      for (index_t i = 0; i < count; ++i) g[i] = h[i] > T(0) ? g[i] : T(0);
+      ActivationKernel<D>::relu_backward_from_output(dh.numel(), cache.hidden.data(), dh.data());
     } else {
-      const T* a = cache.pre.data();
-      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-      for (index_t i = 0; i < count; ++i) g[i] *= Act::derivative(a[i]);
+      ActivationKernel<D>::template backward<Act>(dh.numel(), cache.pre.data(), dh.data(), dh.data());
     }
     if (wi.trainable) ops::gemm(dh, Trans::T, cache.input, Trans::N, wi.grad, T(1), T(1));
     ops::gemm(dh, Trans::N, wi.value, Trans::N, dx);
@@ -195,13 +186,10 @@ class T5FFN<Gated<Act>, T, D> : public T5FFNBase<T5FFN<Gated<Act>, T, D>, T, D> 
     if (n == 0) return;
     ops::gemm(cache.input, Trans::N, wi_0.value, Trans::T, cache.gate);
     ops::gemm(cache.input, Trans::N, wi_1.value, Trans::T, cache.linear);
-    const T* a = cache.gate.data();
-    const T* b = cache.linear.data();
-    T* h = cache.hidden.data();
     const index_t count = cache.hidden.numel();
-    NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-    for (index_t i = 0; i < count; ++i) h[i] = Act::value(a[i]) * b[i];
-    this->dropout_.forward_inplace(h, count, cache.dropout);
+    ActivationKernel<D>::template gated_forward<Act>(count, cache.gate.data(), cache.linear.data(),
+                                                     cache.hidden.data());
+    this->dropout_.forward_inplace(cache.hidden.data(), count, cache.dropout);
     ops::gemm(cache.hidden, Trans::N, wo.value, Trans::T, y);
   }
 
@@ -214,17 +202,8 @@ class T5FFN<Gated<Act>, T, D> : public T5FFNBase<T5FFN<Gated<Act>, T, D>, T, D> 
     ops::gemm(dy, Trans::N, wo.value, Trans::N, d_gate);
     this->dropout_.backward_inplace(d_gate.data(), d_gate.numel(), cache.dropout);
     auto d_linear = Tensor<T, D>::uninitialized({n, d_ff});
-    T* dg = d_gate.data();
-    T* dl = d_linear.data();
-    const T* a = cache.gate.data();
-    const T* b = cache.linear.data();
-    const index_t count = d_gate.numel();
-    NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-    for (index_t i = 0; i < count; ++i) {
-      const T dh = dg[i];
-      dl[i] = dh * Act::value(a[i]);
-      dg[i] = dh * b[i] * Act::derivative(a[i]);
-    }
+    ActivationKernel<D>::template gated_backward<Act>(d_gate.numel(), cache.gate.data(), cache.linear.data(),
+                                                      d_gate.data(), d_linear.data());
     if (wi_0.trainable) ops::gemm(d_gate, Trans::T, cache.input, Trans::N, wi_0.grad, T(1), T(1));
     if (wi_1.trainable) ops::gemm(d_linear, Trans::T, cache.input, Trans::N, wi_1.grad, T(1), T(1));
     ops::gemm(d_gate, Trans::N, wi_0.value, Trans::N, dx);

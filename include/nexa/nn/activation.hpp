@@ -1,22 +1,26 @@
 #pragma once
 // Elementwise activations as small functors (value and derivative), plus the Activation module.
 // Gelu is the exact erf form (BERT); GeluNew the tanh approximation (T5 v1.1 "gelu_new").
+// value/derivative are NEXA_HOST_DEVICE so that CUDA kernels evaluate the same formulas.
 #include <cmath>
 #include <numbers>
 
+#include "nexa/backend/cpu/activation.hpp"
+#include "nexa/core/host_device.hpp"
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/ops/activation_fwd.hpp"
 
 namespace nexa {
 
 struct Relu {
   static constexpr const char* name = "relu";
   template <class T>
-  static T value(T x) {
+  NEXA_HOST_DEVICE static T value(T x) {
     return x > T(0) ? x : T(0);
   }
   template <class T>
-  static T derivative(T x) {
+  NEXA_HOST_DEVICE static T derivative(T x) {
     return x > T(0) ? T(1) : T(0);
   }
 };
@@ -24,11 +28,11 @@ struct Relu {
 struct Gelu {
   static constexpr const char* name = "gelu";
   template <class T>
-  static T value(T x) {
+  NEXA_HOST_DEVICE static T value(T x) {
     return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
   }
   template <class T>
-  static T derivative(T x) {
+  NEXA_HOST_DEVICE static T derivative(T x) {
     const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
     const T pdf = std::exp(T(-0.5) * x * x) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
     return cdf + x * pdf;
@@ -39,11 +43,11 @@ struct GeluNew {
   static constexpr const char* name = "gelu_new";
   static constexpr double c = 0.7978845608028654;  // sqrt(2 / pi)
   template <class T>
-  static T value(T x) {
+  NEXA_HOST_DEVICE static T value(T x) {
     return T(0.5) * x * (T(1) + std::tanh(T(c) * (x + T(0.044715) * x * x * x)));
   }
   template <class T>
-  static T derivative(T x) {
+  NEXA_HOST_DEVICE static T derivative(T x) {
     const T th = std::tanh(T(c) * (x + T(0.044715) * x * x * x));
     return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * T(c) * (T(1) + T(3 * 0.044715) * x * x);
   }
@@ -52,11 +56,11 @@ struct GeluNew {
 struct Silu {
   static constexpr const char* name = "silu";
   template <class T>
-  static T value(T x) {
+  NEXA_HOST_DEVICE static T value(T x) {
     return x / (T(1) + std::exp(-x));
   }
   template <class T>
-  static T derivative(T x) {
+  NEXA_HOST_DEVICE static T derivative(T x) {
     const T s = T(1) / (T(1) + std::exp(-x));
     return s * (T(1) + x * (T(1) - s));
   }
@@ -77,11 +81,9 @@ void apply_activation(T* x, index_t n) {
 }
 }  // namespace nn_detail
 
-// Activation module: y = Act(x); keeps x for the backward.
+// Activation module: y = Act(x); keeps x for the backward. Runs through ActivationKernel<D>.
 template <ActivationFn Act, class T = float, class D = cpu>
 class Activation {
-  static_assert(std::same_as<D, cpu>, "Activation: only the CPU backend implements elementwise activations yet");
-
  public:
   struct Cache {
     Tensor<T, D> input;
@@ -91,18 +93,15 @@ class Activation {
 
   [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) const {
     cache.input = clone(x);
-    Tensor<T, D> y = clone(x);
-    nn_detail::apply_activation<Act>(y.data(), y.numel());
+    auto y = Tensor<T, D>::uninitialized(x.shape());
+    ActivationKernel<D>::template forward<Act>(y.numel(), cache.input.data(), y.data());
     return y;
   }
 
   [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) const {
     require_shape(dy, cache.input.shape(), "Activation", "dy");
     auto dx = Tensor<T, D>::uninitialized(dy.shape());
-    const T* x = cache.input.data();
-    const index_t n = dy.numel();
-    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
-    for (index_t i = 0; i < n; ++i) dx.data()[i] = dy.data()[i] * Act::derivative(x[i]);
+    ActivationKernel<D>::template backward<Act>(dy.numel(), cache.input.data(), dy.data(), dx.data());
     return dx;
   }
 

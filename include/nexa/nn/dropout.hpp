@@ -1,21 +1,20 @@
 #pragma once
 // Dropout with counter-based masks: element i of call c is dropped iff Philox(seed, stream,
 // c * 2^40 + i) says so, so the mask is the same whatever the thread count, and the backward
-// regenerates it instead of storing it.
-#include <array>
+// regenerates it instead of storing it. The mask is drawn by DropoutKernel<D>
+// (backend/cpu/dropout.hpp, backend/cuda/dropout.hpp): the same mask on every device.
 #include <cstdint>
 #include <limits>
 
-#include "nexa/core/parallel.hpp"
+#include "nexa/backend/cpu/dropout.hpp"
 #include "nexa/core/rng.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/ops/dropout_fwd.hpp"
 
 namespace nexa {
 
 template <class T = float, class D = cpu>
 class Dropout {
-  static_assert(std::same_as<D, cpu>, "Dropout: only the CPU backend implements dropout yet");
-
  public:
   struct Config {
     double p = 0.0;
@@ -51,22 +50,11 @@ class Dropout {
     return cache;
   }
   // Applies elements [first, first + n) of the mask of `cache`'s call to x[0..n): the same values
-  // forward_inplace gives those elements of a call-long array. Serial (callers parallelise).
+  // forward_inplace gives those elements of a call-long array. Serial on the CPU (callers
+  // parallelise). Pointers here and in the *_inplace calls are device-D memory.
   void apply_range(T* x, index_t n, std::uint64_t first, const Cache& cache) const {
     if (!cache.applied) return;
-    const auto threshold = static_cast<std::uint64_t>(p_ * 4294967296.0);
-    const T scale = T(1.0 / (1.0 - p_));
-    const std::uint64_t base = cache.call << 40;
-    std::uint64_t group = ~std::uint64_t(0);
-    std::array<std::uint32_t, 4> bits{};
-    for (index_t e = 0; e < n; ++e) {
-      const std::uint64_t index = first + static_cast<std::uint64_t>(e);
-      if (index / 4 != group) {
-        group = index / 4;
-        bits = stream_.bits(base + group);
-      }
-      x[e] = bits[static_cast<std::size_t>(index % 4)] >= threshold ? x[e] * scale : T(0);
-    }
+    DropoutKernel<D>::apply_range(stream_, cache.call, threshold(), scale(), first, x, n);
   }
 
   // Drops and rescales x in place (a no-op in eval mode or with p = 0).
@@ -96,20 +84,11 @@ class Dropout {
 
  private:
   void apply_mask(T* x, index_t n, std::uint64_t call) const {
-    // Keep iff the 32-bit word >= p * 2^32; survivors are scaled by 1 / (1 - p).
-    const auto threshold = static_cast<std::uint64_t>(p_ * 4294967296.0);
-    const T scale = T(1.0 / (1.0 - p_));
-    const std::uint64_t base = call << 40;
-    const index_t groups = (n + 3) / 4;
-    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
-    for (index_t g = 0; g < groups; ++g) {
-      const auto bits = stream_.bits(base + static_cast<std::uint64_t>(g));
-      for (index_t lane = 0; lane < 4 && g * 4 + lane < n; ++lane) {
-        T& v = x[g * 4 + lane];
-        v = bits[static_cast<std::size_t>(lane)] >= threshold ? v * scale : T(0);
-      }
-    }
+    DropoutKernel<D>::apply(stream_, call, threshold(), scale(), x, n);
   }
+  // Keep iff the 32-bit word >= p * 2^32; survivors are scaled by 1 / (1 - p).
+  [[nodiscard]] std::uint64_t threshold() const { return static_cast<std::uint64_t>(p_ * 4294967296.0); }
+  [[nodiscard]] T scale() const { return T(1.0 / (1.0 - p_)); }
 
   double p_ = 0.0;
   RandomStream stream_;

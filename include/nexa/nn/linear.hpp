@@ -5,6 +5,7 @@
 #include <string>
 
 #include "nexa/core/param.hpp"
+#include "nexa/ops/elementwise.hpp"
 #include "nexa/ops/gemm.hpp"
 
 namespace nexa {
@@ -57,10 +58,8 @@ class Linear {
     std::vector<index_t> dims = x.shape().dims();
     dims.back() = config_.out_features;
     auto y = Tensor<T, D>::uninitialized(Shape(dims));
-    if (config_.bias) {
-      for (index_t r = 0; r < y.rows(); ++r)
-        std::copy_n(bias.value.data(), config_.out_features, y.data() + r * config_.out_features);
-    }
+    // y starts as the bias rows and the GEMM adds x W^T onto them (beta = 1).
+    if (config_.bias) ops::broadcast_rows(bias.value.cview(), y.view());
     ops::gemm(x, Trans::N, weight.value.cview(), Trans::T, y.view(), T(1), config_.bias ? T(1) : T(0));
     return y;
   }
@@ -71,10 +70,7 @@ class Linear {
     require(dy.rows() == x.rows() && dy.cols() == config_.out_features, "Linear", "dy shape expected ", x.rows(),
             " rows of ", config_.out_features, ", got ", dy.shape());
     if (weight.trainable) ops::gemm(dy, Trans::T, x, Trans::N, weight.grad.view(), T(1), T(1));
-    if (config_.bias && bias.trainable) {
-      for (index_t r = 0; r < dy.rows(); ++r)
-        for (index_t c = 0; c < config_.out_features; ++c) bias.grad.data()[c] += dy.data()[r * dy.cols() + c];
-    }
+    if (config_.bias && bias.trainable) ops::sum_rows(dy, bias.grad.view());
     std::vector<index_t> dims = dy.shape().dims();
     dims.back() = config_.in_features;
     auto dx = Tensor<T, D>::uninitialized(Shape(dims));

@@ -2,21 +2,20 @@
 // RMSNorm, i.e. Hugging Face's T5LayerNorm: y = weight * (x * rsqrt(mean(x^2) + eps)) over the
 // last axis. No mean subtraction and no bias; weight starts at 1; eps defaults to 1e-6. The mean
 // square is computed in acc_t<T> (at least fp32), as T5 computes the variance in float32.
-#include <algorithm>
+// The arithmetic lives in NormKernel<D> (backend/cpu/norm.hpp, backend/cuda/norm.hpp).
 #include <cmath>
-#include <concepts>
 #include <string>
 
-#include "nexa/core/parallel.hpp"
+#include "nexa/backend/cpu/norm.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/scalar.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/ops/norm_fwd.hpp"
 
 namespace nexa {
 
 template <class T = float, class D = cpu>
 class RMSNorm {
-  static_assert(std::same_as<D, cpu>, "RMSNorm: only the CPU backend implements it yet");
   using A = acc_t<T>;
 
  public:
@@ -64,39 +63,11 @@ class RMSNorm {
   [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
     require_shape(dy, cache.input.shape(), "RMSNorm", "dy");
     const index_t rows = dy.rows(), n = config_.dim;
-    const T* x = cache.input.data();
-    const A* rstd = cache.rstd.data();
-    const T* w = weight.value.data();
-    const T* g = dy.data();
     auto dx = Tensor<T, D>::uninitialized(dy.shape());
-    T* out = dx.data();
-    // dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * weight and xhat = x * rstd.
-    NEXA_PARALLEL_FOR_IF(dy.numel() > parallel_grain)
-    for (index_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * n;
-      const T* gr = g + r * n;
-      A sum_gx = 0;
-      for (index_t j = 0; j < n; ++j) sum_gx += A(gr[j]) * A(w[j]) * A(xr[j]) * rstd[r];
-      sum_gx /= A(n);
-      for (index_t j = 0; j < n; ++j) {
-        const A xhat = A(xr[j]) * rstd[r];
-        out[r * n + j] = static_cast<T>(rstd[r] * (A(gr[j]) * A(w[j]) - xhat * sum_gx));
-      }
-    }
-    if (weight.trainable) {
-      // Column blocks per thread, rows summed in order: race-free and thread-count independent.
-      constexpr index_t block = 64;
-      const index_t blocks = (n + block - 1) / block;
-      NEXA_PARALLEL_FOR_IF(dy.numel() > parallel_grain && blocks > 1)
-      for (index_t b = 0; b < blocks; ++b) {
-        const index_t j0 = b * block, j1 = std::min(n, j0 + block);
-        A dw[block] = {};
-        for (index_t r = 0; r < rows; ++r) {
-          for (index_t j = j0; j < j1; ++j) dw[j - j0] += A(g[r * n + j]) * A(x[r * n + j]) * rstd[r];
-        }
-        for (index_t j = j0; j < j1; ++j) weight.grad.data()[j] += static_cast<T>(dw[j - j0]);
-      }
-    }
+    NormKernel<D>::rms_backward(rows, n, cache.input.data(), cache.rstd.data(), weight.value.data(), dy.data(),
+                                dx.data());
+    if (weight.trainable)
+      NormKernel<D>::rms_weight_grad(rows, n, cache.input.data(), cache.rstd.data(), dy.data(), weight.grad.data());
     return dx;
   }
 
@@ -114,23 +85,9 @@ class RMSNorm {
 
   // Normalises every row; stores rsqrt(mean(x^2) + eps) when rstd_out is given.
   [[nodiscard]] Tensor<T, D> compute(TensorView<const T, D> x, A* rstd_out) const {
-    const index_t rows = x.rows(), n = config_.dim;
     auto y = Tensor<T, D>::uninitialized(x.shape());
-    const T* in = x.data();
-    const T* w = weight.value.data();
-    T* out = y.data();
-    const A eps = static_cast<A>(config_.eps);
-    NEXA_PARALLEL_FOR_IF(x.numel() > parallel_grain)
-    for (index_t r = 0; r < rows; ++r) {
-      const T* xr = in + r * n;
-      A ms = 0;
-      for (index_t j = 0; j < n; ++j) ms += A(xr[j]) * A(xr[j]);
-      ms /= A(n);
-      const A rstd = A(1) / std::sqrt(ms + eps);
-      // As T5LayerNorm: normalise in A, cast to the storage type, then scale by the weight.
-      for (index_t j = 0; j < n; ++j) out[r * n + j] = w[j] * static_cast<T>(A(xr[j]) * rstd);
-      if (rstd_out) rstd_out[r] = rstd;
-    }
+    NormKernel<D>::rms_forward(x.rows(), config_.dim, x.data(), weight.value.data(), static_cast<A>(config_.eps),
+                               y.data(), rstd_out);
     return y;
   }
 
