@@ -23,7 +23,9 @@
 //
 // The checks that the ranks hold the same parameters (names, shapes, scalar types) run at
 // construction through an all_gather, so a mismatch raises nexa::Error on every rank instead of
-// deadlocking or mixing unrelated tensors.
+// deadlocking or mixing unrelated tensors. A parameter frozen or resized after construction is
+// caught only locally (nexa::Error on the ranks that changed it, while the others wait in the
+// next collective): freeze parameters before constructing, identically on every rank.
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
