@@ -6,7 +6,8 @@
 //   p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 // The parameters are collected once, at construction, through module.visit_params: only the
 // trainable ones get moment state (m and v, in the parameter's scalar type); frozen parameters
-// are never read or written. Float and double CPU parameters are supported, mixed freely.
+// are never read or written. Float and double parameters are supported, mixed freely, on the CPU
+// and on CUDA (a .cu file includes nexa/backend/cuda.hpp, which brings AdamWKernel<cuda>).
 // A parameter frozen after construction is skipped by step() and zero_grad().
 // The optimizer keeps pointers to the module's parameters: the module must outlive it and not move.
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -21,6 +23,7 @@
 
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
+#include "nexa/ops/adamw_fwd.hpp"
 
 namespace nexa::train {
 
@@ -88,12 +91,51 @@ void adamw_update(T* w, const T* g, T* m, T* v, index_t n, const AdamWCoefficien
   }
 }
 
+namespace adamw_detail {
+// The state of one parameter on a device other than the CPU, behind an interface so that a CPU
+// build never instantiates device tensors; the update runs in AdamWKernel<D>
+// (backend/cuda/adamw.hpp, included by nexa/backend/cuda.hpp).
+struct DeviceSlot {
+  std::string name;
+  bool decay = true;
+  explicit DeviceSlot(std::string n, bool d) : name(std::move(n)), decay(d) {}
+  DeviceSlot(const DeviceSlot&) = delete;
+  DeviceSlot& operator=(const DeviceSlot&) = delete;
+  virtual ~DeviceSlot() = default;
+  virtual void update(const AdamWConfig& config, std::int64_t step) = 0;
+  virtual void zero_grad() = 0;
+  [[nodiscard]] virtual index_t elements() const = 0;
+  [[nodiscard]] virtual std::size_t bytes() const = 0;
+};
+
+template <class T, class D>
+struct DeviceSlotOf final : DeviceSlot {
+  Param<T, D>* param;
+  Tensor<T, D> m, v;
+  DeviceSlotOf(std::string n, bool d, Param<T, D>& p)
+      : DeviceSlot(std::move(n), d), param(&p), m(p.value.shape()), v(p.value.shape()) {}
+  void update(const AdamWConfig& config, std::int64_t step) override {
+    if (!param->trainable) return;
+    require(param->value.shape() == m.shape() && param->grad.shape() == m.shape(), "AdamW", "parameter ", name,
+            " changed shape: value ", param->value.shape(), ", grad ", param->grad.shape(), ", state ", m.shape());
+    AdamWKernel<D>::update(param->value.data(), param->grad.data(), m.data(), v.data(), m.numel(),
+                           AdamWCoefficients<T>::at_step(config, step), decay);
+  }
+  void zero_grad() override { param->zero_grad(); }
+  [[nodiscard]] index_t elements() const override { return m.numel(); }
+  [[nodiscard]] std::size_t bytes() const override {
+    return static_cast<std::size_t>(m.numel() + v.numel()) * sizeof(T);
+  }
+};
+}  // namespace adamw_detail
+
 class AdamW {
  public:
   template <class Module>
-  explicit AdamW(Module& module, AdamWConfig config = {}) : config_(std::move(config)) {
+  explicit AdamW(Module& model, AdamWConfig config = {}) : config_(std::move(config)) {
     check_adamw_config(config_, "AdamW");
-    module.visit_params([&](const std::string& name, auto& p) { add(name, p); });
+    // Not named `module`: nvcc's C++20 mode reads that word at the start of a line as a directive.
+    model.visit_params([&](const std::string& name, auto& p) { add(name, p); });
   }
 
   // One update of every trainable parameter from its accumulated gradient.
@@ -103,12 +145,14 @@ class AdamW {
     const auto f64 = AdamWCoefficients<double>::at_step(config_, steps_);
     for (auto& s : f32_) update(s, f32);
     for (auto& s : f64_) update(s, f64);
+    for (auto& s : device_) s->update(config_, steps_);
   }
 
   // Zeroes the gradients of the optimised parameters.
   void zero_grad() {
     for (auto& s : f32_) s.param->zero_grad();
     for (auto& s : f64_) s.param->zero_grad();
+    for (auto& s : device_) s->zero_grad();
   }
 
   void set_lr(double lr) {
@@ -121,15 +165,25 @@ class AdamW {
   [[nodiscard]] std::int64_t steps() const { return steps_; }
 
   // Bytes of optimizer state: the m and v tensors.
-  [[nodiscard]] std::size_t state_bytes() const { return bytes(f32_) + bytes(f64_); }
+  [[nodiscard]] std::size_t state_bytes() const {
+    std::size_t total = bytes(f32_) + bytes(f64_);
+    for (const auto& s : device_) total += s->bytes();
+    return total;
+  }
   // Number of parameter tensors (and elements) that have state.
-  [[nodiscard]] std::size_t num_params() const { return f32_.size() + f64_.size(); }
-  [[nodiscard]] index_t num_elements() const { return elements(f32_) + elements(f64_); }
-  // Names of the optimised parameters, float ones first, each group in visit order.
+  [[nodiscard]] std::size_t num_params() const { return f32_.size() + f64_.size() + device_.size(); }
+  [[nodiscard]] index_t num_elements() const {
+    index_t total = elements(f32_) + elements(f64_);
+    for (const auto& s : device_) total += s->elements();
+    return total;
+  }
+  // Names of the optimised parameters: CPU float ones, CPU double ones, then those on other
+  // devices, each group in visit order.
   [[nodiscard]] std::vector<std::string> param_names() const {
     std::vector<std::string> names;
     for (const auto& s : f32_) names.push_back(s.name);
     for (const auto& s : f64_) names.push_back(s.name);
+    for (const auto& s : device_) names.push_back(s->name);
     return names;
   }
   // Whether the named parameter is optimised with weight decay (false for unknown names).
@@ -138,6 +192,8 @@ class AdamW {
       if (s.name == name) return s.decay;
     for (const auto& s : f64_)
       if (s.name == name) return s.decay;
+    for (const auto& s : device_)
+      if (s->name == name) return s->decay;
     return false;
   }
 
@@ -153,15 +209,19 @@ class AdamW {
 
   template <class T, class D>
   void add(const std::string& name, Param<T, D>& p) {
-    static_assert(std::same_as<D, cpu>, "AdamW: only CPU parameters are supported yet");
     static_assert(std::same_as<T, float> || std::same_as<T, double>, "AdamW: parameters must be float or double");
     if (!p.trainable) return;
     const bool decay = !(config_.no_weight_decay && config_.no_weight_decay(name));
-    Slot<T> slot{name, &p, Tensor<T, cpu>(p.value.shape()), Tensor<T, cpu>(p.value.shape()), decay};
-    if constexpr (std::same_as<T, float>) {
-      f32_.push_back(std::move(slot));
+    if constexpr (!std::same_as<D, cpu>) {
+      device_.push_back(std::make_unique<adamw_detail::DeviceSlotOf<T, D>>(name, decay, p));
+      return;
     } else {
-      f64_.push_back(std::move(slot));
+      Slot<T> slot{name, &p, Tensor<T, cpu>(p.value.shape()), Tensor<T, cpu>(p.value.shape()), decay};
+      if constexpr (std::same_as<T, float>) {
+        f32_.push_back(std::move(slot));
+      } else {
+        f64_.push_back(std::move(slot));
+      }
     }
   }
 
@@ -191,6 +251,7 @@ class AdamW {
   std::int64_t steps_ = 0;
   std::vector<Slot<float>> f32_;
   std::vector<Slot<double>> f64_;
+  std::vector<std::unique_ptr<adamw_detail::DeviceSlot>> device_;
 };
 
 }  // namespace nexa::train

@@ -1,6 +1,8 @@
 #pragma once
-// Everything for training: losses with gradients, AdamW, the cosine schedule, gradient clipping.
+// Everything for training: losses with gradients, AdamW, the cosine schedule, gradient clipping,
+// dynamic loss scaling.
 #include "nexa/train/adamw.hpp"
 #include "nexa/train/clip.hpp"
 #include "nexa/train/loss.hpp"
+#include "nexa/train/loss_scaler.hpp"
 #include "nexa/train/schedule.hpp"
