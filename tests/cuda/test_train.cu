@@ -1,0 +1,145 @@
+// Cross-entropy (with ignored rows), MSE and AdamW with D = cuda against the CPU, on fresh random
+// inputs: the loss value, its gradient, and parameters after several optimizer steps.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "module_support.hpp"
+#include "nexa/nn/linear.hpp"
+#include "nexa/train/adamw.hpp"
+#include "nexa/train/loss.hpp"
+#include "nexa/train/loss_scaler.hpp"
+
+using namespace nexa_test;
+using nexa::Tensor;
+
+namespace {
+
+template <class T>
+void compare_cross_entropy(index_t n, index_t c, std::uint64_t seed) {
+  CAPTURE(n);
+  CAPTURE(c);
+  nexa::Rng rng(seed);
+  const auto logits = Tensor<T>::randn({n, c}, rng, 4.0);
+  std::vector<std::int32_t> targets(static_cast<std::size_t>(n));
+  const auto draws = Tensor<double>::uniform({n}, rng, 0.0, 1.0).to_host();
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    // About one row in five is ignored.
+    targets[i] = draws[i] > 0.8 ? -100 : static_cast<std::int32_t>(draws[i] / 0.8 * static_cast<double>(c - 1) + 0.5);
+  }
+  const auto t_cpu = Tensor<std::int32_t>::from_host({n}, targets);
+  const auto want = nexa::train::cross_entropy(logits, t_cpu);
+  const auto got = nexa::train::cross_entropy(on_device(logits), on_device(t_cpu));
+  CHECK(std::abs(got.loss - want.loss) <= tolerance<T>() * std::max(1.0, std::abs(want.loss)));
+  CHECK(got.grad.shape() == want.grad.shape());
+  CHECK(rel_error(got.grad.to_host(), want.grad.to_host()) < tolerance<T>());
+}
+
+template <class T>
+void compare_mse(index_t n, std::uint64_t seed) {
+  nexa::Rng rng(seed);
+  const auto pred = Tensor<T>::randn({n, 3}, rng), target = Tensor<T>::randn({n, 3}, rng);
+  const auto want = nexa::train::mse(pred, target);
+  const auto got = nexa::train::mse(on_device(pred), on_device(target));
+  CHECK(std::abs(got.loss - want.loss) <= 1e-12 * std::max(1.0, want.loss));
+  CHECK(rel_error(got.grad.to_host(), want.grad.to_host()) < tolerance<T>());
+}
+
+// A Linear whose bias gets no weight decay: several steps on both devices.
+template <class T>
+void compare_adamw(std::uint64_t seed) {
+  nexa::Rng cpu_rng(seed), gpu_rng(seed), rng(seed + 100);
+  nexa::Linear<T> cpu({.in_features = 33, .out_features = 65, .bias = true}, cpu_rng);
+  nexa::Linear<T, nexa::cuda> gpu({.in_features = 33, .out_features = 65, .bias = true}, gpu_rng);
+  const nexa::train::AdamWConfig adamw{
+      .lr = 3e-2, .weight_decay = 0.1, .no_weight_decay = nexa::train::no_decay_norms_and_biases};
+  nexa::train::AdamW cpu_opt(cpu, adamw);
+  nexa::train::AdamW gpu_opt(gpu, adamw);
+  CHECK(gpu_opt.param_names() == cpu_opt.param_names());
+  CHECK(gpu_opt.state_bytes() == cpu_opt.state_bytes());
+  CHECK(gpu_opt.num_elements() == cpu_opt.num_elements());
+  CHECK_FALSE(gpu_opt.decays("bias"));
+  CHECK(gpu_opt.decays("weight"));
+  for (int step = 0; step < 5; ++step) {
+    seed_grads<T>(cpu, gpu, rng);
+    cpu_opt.step();
+    gpu_opt.step();
+  }
+  CHECK(rel_error(gpu.weight.value.to_host(), cpu.weight.value.to_host()) < tolerance<T>());
+  CHECK(rel_error(gpu.bias.value.to_host(), cpu.bias.value.to_host()) < tolerance<T>());
+  gpu_opt.zero_grad();
+  CHECK(gpu.weight.grad.to_host() == std::vector<T>(static_cast<std::size_t>(gpu.weight.grad.numel()), T(0)));
+}
+
+}  // namespace
+
+TEST_CASE("cuda cross_entropy matches the CPU, ignored rows included") {
+  compare_cross_entropy<float>(1, 1, 91);
+  compare_cross_entropy<float>(37, 10, 92);
+  compare_cross_entropy<float>(300, 1000, 93);
+  compare_cross_entropy<double>(129, 33, 94);
+}
+
+TEST_CASE("cuda cross_entropy with every row ignored gives loss 0 and zero gradients") {
+  nexa::Rng rng(99);
+  const auto logits = Tensor<float>::randn({4, 3}, rng).to<nexa::cuda>();
+  const auto targets = DeviceTensor<std::int32_t>::full({4}, -100);
+  const auto result = nexa::train::cross_entropy(logits, targets);
+  CHECK(result.loss == 0.0);
+  CHECK(result.grad.to_host() == std::vector<float>(12, 0.f));
+}
+
+TEST_CASE("cuda cross_entropy rejects out-of-range targets naming the row") {
+  const auto logits = DeviceTensor<float>::zeros({2, 3});
+  const auto targets = Tensor<std::int32_t>::from_host({2}, {1, 3}).to<nexa::cuda>();
+  CHECK_THROWS_WITH_AS((void)nexa::train::cross_entropy(logits, targets), doctest::Contains("at row 1"), nexa::Error);
+}
+
+TEST_CASE("cuda mse matches the CPU") {
+  compare_mse<float>(1000, 95);
+  compare_mse<double>(77, 96);
+}
+
+TEST_CASE("cuda AdamW steps match the CPU, with and without weight decay") {
+  compare_adamw<float>(97);
+  compare_adamw<double>(98);
+}
+
+TEST_CASE("cuda all_finite finds a single inf or NaN anywhere") {
+  nexa::Rng rng(100);
+  const index_t n = 100003;
+  const auto clean = Tensor<float>::randn({n}, rng);
+  CHECK(nexa::ops::all_finite(on_device(clean).cview()));
+  for (const index_t at : {index_t{0}, index_t{4097}, n - 1}) {
+    for (const float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+      auto dirty = clean;
+      dirty(at) = bad;
+      CHECK_FALSE(nexa::ops::all_finite(on_device(dirty).cview()));
+    }
+  }
+  CHECK(nexa::ops::all_finite(DeviceTensor<double>::zeros({0}).cview()));
+}
+
+TEST_CASE("cuda DynamicLossScaler unscales device gradients and skips the step on an overflow") {
+  nexa::Rng cpu_rng(101), gpu_rng(101), rng(102);
+  nexa::Linear<float> cpu({.in_features = 8, .out_features = 5, .bias = true}, cpu_rng);
+  nexa::Linear<float, nexa::cuda> gpu({.in_features = 8, .out_features = 5, .bias = true}, gpu_rng);
+  nexa::train::AdamW cpu_opt(cpu, {.lr = 0.05});
+  nexa::train::AdamW gpu_opt(gpu, {.lr = 0.05});
+  nexa::train::DynamicLossScaler cpu_scaler({.init_scale = 1024.0}), gpu_scaler({.init_scale = 1024.0});
+  seed_grads<float>(cpu, gpu, rng);
+  CHECK(cpu_scaler.step(cpu, cpu_opt));
+  CHECK(gpu_scaler.step(gpu, gpu_opt));
+  CHECK(rel_error(gpu.weight.grad.to_host(), cpu.weight.grad.to_host()) < tolerance<float>());
+  CHECK(rel_error(gpu.weight.value.to_host(), cpu.weight.value.to_host()) < tolerance<float>());
+  const auto before = gpu.weight.value.to_host();
+  auto bad = Tensor<float>::randn(gpu.weight.grad.shape(), rng);
+  bad(3, 2) = std::numeric_limits<float>::infinity();
+  gpu.weight.grad = on_device(bad);
+  CHECK_FALSE(gpu_scaler.step(gpu, gpu_opt));
+  CHECK(gpu.weight.value.to_host() == before);
+  CHECK(gpu_opt.steps() == 1);
+  CHECK(gpu_scaler.scale() == 512.0);
+}
