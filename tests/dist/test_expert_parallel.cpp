@@ -14,6 +14,7 @@
 
 #include "nexa/dist/expert_parallel.hpp"
 #include "nexa/dist/mpi_comm.hpp"
+#include "nexa/dist/no_comm.hpp"
 #include "nexa/moe.hpp"
 #include "nexa/train/adamw.hpp"
 
@@ -218,4 +219,29 @@ TEST_CASE("every rank raises the same error for bad configurations and inputs") 
   CHECK_THROWS_AS((void)ep.backward(bad_dy, cache), nexa::Error);
   const auto dx = ep.backward(Tensor<float>::randn({3, 4}, rng), cache);
   CHECK(dx.shape() == x.shape());
+}
+
+TEST_CASE("over NoComm the layer is the single-process layer, bit for bit") {
+  const nexa::MoEConfig cfg{.d_model = 8, .d_ff = 12, .num_experts = 5, .router_init_std = 0.5};
+  nexa::dist::NoComm comm;
+  nexa::Rng ref_rng(9), ep_rng(9), data_rng(10);
+  Reference<2, float> ref(cfg, ref_rng);
+  nexa::dist::ExpertParallelMoE<nexa::TopKRouter<2>, nexa::T5FFN<nexa::Relu>, nexa::dist::NoComm> ep(cfg, comm, ep_rng);
+  const auto x = Tensor<float>::randn({2, 7, cfg.d_model}, data_rng);  // [batch, seq, d]
+  const auto dy = Tensor<float>::randn({2, 7, cfg.d_model}, data_rng);
+  typename Reference<2, float>::Cache ref_cache;
+  typename decltype(ep)::Cache ep_cache;
+  const auto y_ref = ref.forward(x, ref_cache);
+  const auto y = ep.forward(x, ep_cache);
+  REQUIRE(y.shape() == x.shape());
+  CHECK(diff(y.data(), y_ref.data(), y.numel()).bitwise_equal == y.numel());
+  CHECK(ep_cache.aux_loss() == doctest::Approx(ref_cache.aux_loss()).epsilon(1e-12));
+  const auto dx_ref = ref.backward(dy, ref_cache);
+  const auto dx = ep.backward(dy, ep_cache);
+  CHECK(diff(dx.data(), dx_ref.data(), dx.numel()).bitwise_equal == dx.numel());
+  auto ref_params = params_by_name(ref);
+  for (const auto& [name, p] : params_by_name(ep)) {
+    CAPTURE(name);
+    CHECK(diff(p->grad.data(), ref_params[name]->grad.data(), p->grad.numel()).bitwise_equal == p->grad.numel());
+  }
 }
