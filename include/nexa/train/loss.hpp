@@ -36,7 +36,7 @@ template <class T, class D>
   require_shape(targets, Shape{n}, "cross_entropy", "targets");
   // Targets are checked on the host (a copy for device tensors): an error names the bad row.
   std::vector<std::int32_t> host_targets(static_cast<std::size_t>(n));
-  detail::Transfer<D>::to_host(host_targets.data(), targets.data(), host_targets.size());
+  nexa::detail::Transfer<D>::to_host(host_targets.data(), targets.data(), host_targets.size());
   index_t valid = 0;
   for (index_t i = 0; i < n; ++i) {
     const std::int32_t t = host_targets[static_cast<std::size_t>(i)];
