@@ -1,6 +1,7 @@
 // CachingAllocator over a fake raw allocator that hands out distinct addresses and counts calls.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -226,4 +227,52 @@ TEST_CASE("bad calls raise nexa::Error naming the allocator") {
                        doctest::Contains("CachingAllocator: expected a request the allocator can round up"),
                        nexa::Error);
   CHECK_THROWS_AS(CachingAllocator(nexa::RawMemory{}), nexa::Error);
+}
+
+TEST_CASE("random allocations on two streams never overlap and account for every byte") {
+  FakeDevice device;
+  CachingAllocator allocator(device.raw());
+  int streams[2] = {0, 0};
+  struct Live {
+    std::uintptr_t begin;
+    std::size_t bytes;
+  };
+  std::vector<Live> live;
+  std::uint64_t state = 12345;
+  auto next = [&state] {  // a fixed LCG: the sequence is the same on every run
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return state >> 33;
+  };
+  for (int step = 0; step < 4000; ++step) {
+    if (live.empty() || next() % 3 != 0) {
+      const std::size_t bytes = next() % 4 == 0 ? 1 + next() % (6 * MiB) : 1 + next() % (64 * KiB);
+      void* p = allocator.allocate(bytes, &streams[next() % 2]);
+      live.push_back({reinterpret_cast<std::uintptr_t>(p), bytes});
+    } else {
+      const std::size_t victim = next() % live.size();
+      allocator.deallocate(reinterpret_cast<void*>(live[victim].begin));
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(victim));
+    }
+  }
+  std::vector<Live> sorted = live;
+  std::sort(sorted.begin(), sorted.end(), [](const Live& a, const Live& b) { return a.begin < b.begin; });
+  bool disjoint = true;
+  for (std::size_t i = 1; i < sorted.size(); ++i)
+    disjoint = disjoint && sorted[i - 1].begin + sorted[i - 1].bytes <= sorted[i].begin;
+  CHECK(disjoint);
+  std::size_t requested = 0;
+  for (const Live& l : live) requested += l.bytes;
+  const auto stats = allocator.stats();
+  CHECK(stats.bytes_in_use >= requested);
+  CHECK(stats.bytes_in_use <= stats.bytes_reserved);
+  CHECK(stats.bytes_reserved == [&] {
+    std::size_t sum = 0;
+    for (const auto& [p, bytes] : device.live) sum += bytes;
+    return sum;
+  }());
+  for (const Live& l : live) allocator.deallocate(reinterpret_cast<void*>(l.begin));
+  CHECK(allocator.stats().bytes_in_use == 0);
+  allocator.release_cached();  // every segment merged back into one free block
+  CHECK(allocator.stats().bytes_reserved == 0);
+  CHECK(device.live.empty());
 }
