@@ -36,6 +36,8 @@ namespace nexa {
 
 namespace cuda_backend::flash {
 
+// Kernels are templates (with an unused parameter): a plain __global__ function defined in a
+// header would be defined once per translation unit that includes it.
 constexpr int threads = 128;
 constexpr std::size_t shared_limit = 48 * 1024;  // what a kernel gets without opting in
 constexpr index_t max_head_dim = 128;
@@ -60,6 +62,7 @@ __device__ inline void load_rows(const float* src, index_t row0, index_t n, inde
   for (index_t idx = threadIdx.x; idx < n * dh; idx += blockDim.x) dst[idx] = src[row0 * dh + idx];
 }
 
+template <class Unused = void>
 __global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out, float* logsumexp) {
   extern __shared__ float shared[];
   const index_t S = a.seq, dh = a.head_dim, bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
@@ -138,6 +141,7 @@ __global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out
 }
 
 // D_i = dO_i . O_i for every row of every head.
+template <class Unused = void>
 __global__ void row_dot_kernel(const float* d_out, const float* out, index_t rows, index_t dh, float* row_dot) {
   for (index_t row = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; row < rows;
        row += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -167,6 +171,7 @@ __device__ inline void probs_and_dscores(const FlashAttentionArgs<float>& a, ind
   }
 }
 
+template <class Unused = void>
 __global__ void dkdv_kernel(FlashAttentionArgs<float> a, int tile, const float* d_out, const float* logsumexp,
                             const float* row_dot, float* dk, float* dv) {
   extern __shared__ float shared[];
@@ -223,6 +228,7 @@ __global__ void dkdv_kernel(FlashAttentionArgs<float> a, int tile, const float* 
   }
 }
 
+template <class Unused = void>
 __global__ void dq_kernel(FlashAttentionArgs<float> a, int tile, const float* d_out, const float* logsumexp,
                           const float* row_dot, float* dq) {
   extern __shared__ float shared[];
@@ -268,6 +274,7 @@ __global__ void dq_kernel(FlashAttentionArgs<float> a, int tile, const float* d_
 }
 
 // d_bias[h, offset] += sum over batches, then queries, of dS[i, i + offset - (S - 1)].
+template <class Unused = void>
 __global__ void bias_grad_kernel(FlashAttentionArgs<float> a, const float* d_out, const float* logsumexp,
                                  const float* row_dot, float* d_bias) {
   const index_t S = a.seq, R = 2 * S - 1, dh = a.head_dim;
@@ -328,8 +335,8 @@ struct FlashAttentionKernel<cuda> {
     const cudaStream_t stream = cuda_backend::current_stream();
     const int tile = fl::pick_tile(a.head_dim, fl::forward_shared);
     const dim3 grid(static_cast<unsigned>((a.seq + tile - 1) / tile), static_cast<unsigned>(a.batch * a.heads));
-    fl::forward_kernel<<<grid, fl::threads, fl::forward_shared(tile, a.head_dim) * sizeof(float), stream>>>(
-        a, tile, out, logsumexp);
+    fl::forward_kernel<>
+        <<<grid, fl::threads, fl::forward_shared(tile, a.head_dim) * sizeof(float), stream>>>(a, tile, out, logsumexp);
     cuda_backend::check_launch("flash attention forward_kernel");
   }
 
@@ -342,26 +349,26 @@ struct FlashAttentionKernel<cuda> {
     const cudaStream_t stream = cuda_backend::current_stream();
     const index_t rows = a.batch * a.heads * a.seq, dh = a.head_dim;
     Buffer<float, cuda> row_dot(static_cast<std::size_t>(rows));
-    fl::row_dot_kernel<<<fl::grid_for(rows), fl::threads, 0, stream>>>(d_out, out, rows, dh, row_dot.data());
+    fl::row_dot_kernel<><<<fl::grid_for(rows), fl::threads, 0, stream>>>(d_out, out, rows, dh, row_dot.data());
     cuda_backend::check_launch("flash attention row_dot_kernel");
 
     const int kv_tile = fl::pick_tile(dh, fl::dkdv_shared);
     const dim3 kv_grid(static_cast<unsigned>((a.seq + kv_tile - 1) / kv_tile),
                        static_cast<unsigned>(a.batch * a.heads));
-    fl::dkdv_kernel<<<kv_grid, fl::threads, fl::dkdv_shared(kv_tile, dh) * sizeof(float), stream>>>(
+    fl::dkdv_kernel<><<<kv_grid, fl::threads, fl::dkdv_shared(kv_tile, dh) * sizeof(float), stream>>>(
         a, kv_tile, d_out, logsumexp, row_dot.data(), dk, dv);
     cuda_backend::check_launch("flash attention dkdv_kernel");
 
     const int q_tile = fl::pick_tile(dh, fl::dq_shared);
     const dim3 q_grid(static_cast<unsigned>((a.seq + q_tile - 1) / q_tile), static_cast<unsigned>(a.batch * a.heads));
-    fl::dq_kernel<<<q_grid, fl::threads, fl::dq_shared(q_tile, dh) * sizeof(float), stream>>>(
+    fl::dq_kernel<><<<q_grid, fl::threads, fl::dq_shared(q_tile, dh) * sizeof(float), stream>>>(
         a, q_tile, d_out, logsumexp, row_dot.data(), dq);
     cuda_backend::check_launch("flash attention dq_kernel");
 
     if (d_relative_bias) {  // the gradient of the bias, or of a zero bias when there is none
       const index_t outputs = a.heads * (2 * a.seq - 1);
-      fl::bias_grad_kernel<<<fl::grid_for(outputs), fl::threads, 0, stream>>>(a, d_out, logsumexp, row_dot.data(),
-                                                                              d_relative_bias);
+      fl::bias_grad_kernel<>
+          <<<fl::grid_for(outputs), fl::threads, 0, stream>>>(a, d_out, logsumexp, row_dot.data(), d_relative_bias);
       cuda_backend::check_launch("flash attention bias_grad_kernel");
     }
   }

@@ -82,6 +82,8 @@ __device__ inline float element(const Tables& t, const View& q, index_t i) {
 }
 
 // out[i - begin] = element i, for i in [begin, end).
+// A template, so that the header may be included by several translation units.
+template <class Unused = void>
 __global__ void dequantize_kernel(Tables t, View q, index_t begin, index_t end, float* out) {
   for (index_t i = begin + static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < end;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -123,7 +125,7 @@ inline void nf4_dequantize_range(const NF4DeviceTensor& q, index_t begin, index_
   if (begin == end) return;
   constexpr int threads = 256;
   const index_t blocks = std::min<index_t>((end - begin + threads - 1) / threads, 65535);
-  nf4_detail::dequantize_kernel<<<static_cast<unsigned>(blocks), threads, 0, cuda_backend::current_stream()>>>(
+  nf4_detail::dequantize_kernel<><<<static_cast<unsigned>(blocks), threads, 0, cuda_backend::current_stream()>>>(
       nf4_detail::tables(), nf4_detail::view(q), begin, end, out);
   cuda_backend::check_launch("nf4 dequantize_kernel");
 }
