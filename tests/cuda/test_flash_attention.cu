@@ -33,6 +33,21 @@ double lse_error(std::vector<float> got, std::vector<float> want) {
   return rel_error(got, want);
 }
 
+// Storage T on the device; the CPU runs in float on the same (rounded) values.
+template <class T>
+std::vector<T> stored(const std::vector<float>& values) {
+  std::vector<T> out;
+  out.reserve(values.size());
+  for (float v : values) out.push_back(T(v));
+  return out;
+}
+
+template <class T>
+std::vector<float> widened(const std::vector<T>& values) {
+  return {values.begin(), values.end()};
+}
+
+template <class T = float>
 void compare_flash(const Case& c, nexa::Rng& rng) {
   CAPTURE(c.batch);
   CAPTURE(c.heads);
@@ -42,10 +57,12 @@ void compare_flash(const Case& c, nexa::Rng& rng) {
   CAPTURE(c.padding);
   CAPTURE(c.bias);
   const index_t B = c.batch, H = c.heads, S = c.seq, dh = c.head_dim, n = B * H * S * dh, R = 2 * S - 1;
-  const auto q = random_normal<float>(n, rng), k = random_normal<float>(n, rng), v = random_normal<float>(n, rng);
-  const auto d_out = random_normal<float>(n, rng);
-  const auto bias = random_normal<float>(H * R, rng);
-  const auto d_bias0 = random_normal<float>(H * R, rng);
+  const auto q_t = stored<T>(random_normal<float>(n, rng)), k_t = stored<T>(random_normal<float>(n, rng)),
+             v_t = stored<T>(random_normal<float>(n, rng)), d_out_t = stored<T>(random_normal<float>(n, rng)),
+             bias_t = stored<T>(random_normal<float>(H * R, rng)),
+             d_bias0_t = stored<T>(random_normal<float>(H * R, rng));
+  const auto q = widened(q_t), k = widened(k_t), v = widened(v_t), d_out = widened(d_out_t), bias = widened(bias_t),
+             d_bias0 = widened(d_bias0_t);
   std::vector<std::int32_t> padding(static_cast<std::size_t>(B * S), 1);
   if (c.padding)
     for (index_t b = 0; b < B; ++b)
@@ -69,42 +86,44 @@ void compare_flash(const Case& c, nexa::Rng& rng) {
                                        c.causal};
   const auto elements = static_cast<std::size_t>(n), rows = static_cast<std::size_t>(B * H * S);
   std::vector<float> out(elements), lse(rows), dq(elements), dk(elements), dv(elements), d_bias = d_bias0;
+
+  // CUDA kernel on device copies, outputs poisoned.
+  const auto q_d = DeviceTensor<T>::from_host({n}, q_t), k_d = DeviceTensor<T>::from_host({n}, k_t),
+             v_d = DeviceTensor<T>::from_host({n}, v_t), dout_d = DeviceTensor<T>::from_host({n}, d_out_t),
+             bias_d = DeviceTensor<T>::from_host({H * R}, bias_t);
+  const auto padding_d = DeviceTensor<std::int32_t>::from_host({B * S}, padding);
+  auto out_d = poisoned<T>({n}), dq_d = poisoned<T>({n}), dk_d = poisoned<T>({n}), dv_d = poisoned<T>({n});
+  auto lse_d = poisoned<float>({B * H * S});
+  auto d_bias_d = DeviceTensor<T>::from_host({H * R}, d_bias0_t);
+  nexa::FlashAttentionArgs<T> device{B,
+                                     H,
+                                     S,
+                                     dh,
+                                     q_d.data(),
+                                     k_d.data(),
+                                     v_d.data(),
+                                     c.padding ? padding_d.data() : nullptr,
+                                     c.bias ? bias_d.data() : nullptr,
+                                     T(scale),
+                                     c.causal};
+  // The CPU runs with the scale as T rounds it.
+  host.scale = static_cast<float>(T(scale));
   nexa::FlashAttentionKernel<nexa::cpu>::forward(host, out.data(), lse.data());
   nexa::FlashAttentionKernel<nexa::cpu>::backward(host, out.data(), lse.data(), d_out.data(), dq.data(), dk.data(),
                                                   dv.data(), c.bias ? d_bias.data() : nullptr);
-
-  // CUDA kernel on device copies, outputs poisoned.
-  const auto q_d = DeviceTensor<float>::from_host({n}, q), k_d = DeviceTensor<float>::from_host({n}, k),
-             v_d = DeviceTensor<float>::from_host({n}, v), dout_d = DeviceTensor<float>::from_host({n}, d_out),
-             bias_d = DeviceTensor<float>::from_host({H * R}, bias);
-  const auto padding_d = DeviceTensor<std::int32_t>::from_host({B * S}, padding);
-  auto out_d = poisoned<float>({n}), lse_d = poisoned<float>({B * H * S}), dq_d = poisoned<float>({n}),
-       dk_d = poisoned<float>({n}), dv_d = poisoned<float>({n});
-  auto d_bias_d = DeviceTensor<float>::from_host({H * R}, d_bias0);
-  nexa::FlashAttentionArgs<float> device{B,
-                                         H,
-                                         S,
-                                         dh,
-                                         q_d.data(),
-                                         k_d.data(),
-                                         v_d.data(),
-                                         c.padding ? padding_d.data() : nullptr,
-                                         c.bias ? bias_d.data() : nullptr,
-                                         scale,
-                                         c.causal};
   nexa::FlashAttentionKernel<nexa::cuda>::forward(device, out_d.data(), lse_d.data());
-  CHECK(rel_error(out_d.to_host(), out) < tolerance<float>());
-  CHECK(lse_error(lse_d.to_host(), lse) < tolerance<float>());
+  CHECK(rel_error(widened(out_d.to_host()), out) < tolerance<T>());
+  CHECK(lse_error(lse_d.to_host(), lse) < tolerance<T>());
   nexa::FlashAttentionKernel<nexa::cuda>::backward(device, out_d.data(), lse_d.data(), dout_d.data(), dq_d.data(),
                                                    dk_d.data(), dv_d.data(), c.bias ? d_bias_d.data() : nullptr);
-  CHECK(rel_error(dq_d.to_host(), dq) < tolerance<float>());
-  CHECK(rel_error(dk_d.to_host(), dk) < tolerance<float>());
-  CHECK(rel_error(dv_d.to_host(), dv) < tolerance<float>());
-  CHECK(rel_error(d_bias_d.to_host(), d_bias) < tolerance<float>());
+  CHECK(rel_error(widened(dq_d.to_host()), dq) < tolerance<T>());
+  CHECK(rel_error(widened(dk_d.to_host()), dk) < tolerance<T>());
+  CHECK(rel_error(widened(dv_d.to_host()), dv) < tolerance<T>());
+  CHECK(rel_error(widened(d_bias_d.to_host()), d_bias) < tolerance<T>());
 
   // Deterministic: a second backward gives the same bits.
-  auto dq2 = poisoned<float>({n}), dk2 = poisoned<float>({n}), dv2 = poisoned<float>({n});
-  auto d_bias2 = DeviceTensor<float>::from_host({H * R}, d_bias0);
+  auto dq2 = poisoned<T>({n}), dk2 = poisoned<T>({n}), dv2 = poisoned<T>({n});
+  auto d_bias2 = DeviceTensor<T>::from_host({H * R}, d_bias0_t);
   nexa::FlashAttentionKernel<nexa::cuda>::backward(device, out_d.data(), lse_d.data(), dout_d.data(), dq2.data(),
                                                    dk2.data(), dv2.data(), c.bias ? d_bias2.data() : nullptr);
   CHECK(bitwise_equal(dq2.to_host(), dq_d.to_host()));
@@ -139,6 +158,13 @@ TEST_CASE("cuda flash attention matches the CPU for head sizes up to 128") {
   nexa::Rng rng(74);
   compare_flash({1, 2, 50, 100, false, true, true, {41}, {5}}, rng);
   compare_flash({1, 1, 33, 128, true, false, false}, rng);
+}
+
+TEST_CASE("cuda flash attention in bfloat16 and half (fp32 inside) matches the CPU's fp32 on the same values") {
+  nexa::Rng rng(75);
+  compare_flash<nexa::bfloat16>({2, 2, 70, 32, true, true, true, {50, 70}, {10, 0}}, rng);
+  compare_flash<nexa::bfloat16>({1, 3, 45, 64, false, false, true}, rng);
+  compare_flash<nexa::half>({2, 2, 40, 16, false, true, true, {40, 25}, {0, 5}}, rng);
 }
 
 TEST_CASE("cuda flash attention rejects head sizes it has no tile for") {

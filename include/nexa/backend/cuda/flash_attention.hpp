@@ -1,5 +1,5 @@
 #pragma once
-// FlashAttentionKernel<cuda>: FlashAttention-2 (Dao 2023) forward and backward in fp32, the same
+// FlashAttentionKernel<cuda>: FlashAttention-2 (Dao 2023) forward and backward, the same
 // math and layouts as the CPU FlashScores (padding mask, causal, additive [heads, 2S - 1] relative
 // bias; a query that sees no key gets uniform weights over all keys and logsumexp +inf).
 //
@@ -15,6 +15,8 @@
 //   4. the bias gradient: one thread per (head, offset j - i) sums dS over batches and queries in
 //      order, recomputing each dS entry (two dot products), so no [S, S] matrix is ever stored.
 // Tiles are square, as large as fits in 48 KiB of shared memory for the head size (head_dim <= 128).
+// Storage may be float, nexa::bfloat16 or nexa::half: tiles, softmax statistics and every sum are
+// float (the logsumexp is float too); 16-bit inputs are widened on load and outputs rounded once.
 // Dropout is not applied here (FlashAttentionArgs has none).
 #if !defined(__CUDACC__)
 #error "nexa/backend/cuda/flash_attention.hpp contains CUDA kernels and must be compiled by nvcc"
@@ -29,41 +31,74 @@
 #include "nexa/backend/cuda/buffer.hpp"
 #include "nexa/backend/cuda/check.hpp"
 #include "nexa/backend/cuda/context.hpp"
+#include "nexa/backend/cuda/data_type.hpp"
+#include "nexa/backend/cuda/elementwise.hpp"
 #include "nexa/core/error.hpp"
+#include "nexa/core/scalar.hpp"
 #include "nexa/ops/flash_attention_fwd.hpp"
 
 namespace nexa {
 
 namespace cuda_backend::flash {
 
-// Kernels are templates (with an unused parameter): a plain __global__ function defined in a
-// header would be defined once per translation unit that includes it.
 constexpr int threads = 128;
 constexpr std::size_t shared_limit = 48 * 1024;  // what a kernel gets without opting in
 constexpr index_t max_head_dim = 128;
 
-__device__ inline bool sees(const FlashAttentionArgs<float>& a, index_t b, index_t i, index_t j) {
+// The problem as the kernels see it: 16-bit storage travels as its bits (raw_t, elementwise.hpp).
+template <class T>
+struct Problem {
+  index_t batch, heads, seq, head_dim;
+  const raw_t<T>* q;
+  const raw_t<T>* k;
+  const raw_t<T>* v;
+  const std::int32_t* padding;
+  const raw_t<T>* relative_bias;
+  float scale;
+  bool causal;
+};
+
+template <class T>
+Problem<T> problem(const FlashAttentionArgs<T>& a) {
+  return {a.batch,
+          a.heads,
+          a.seq,
+          a.head_dim,
+          reinterpret_cast<const raw_t<T>*>(a.q),
+          reinterpret_cast<const raw_t<T>*>(a.k),
+          reinterpret_cast<const raw_t<T>*>(a.v),
+          a.padding,
+          reinterpret_cast<const raw_t<T>*>(a.relative_bias),
+          static_cast<float>(a.scale),
+          a.causal};
+}
+
+template <class T>
+__device__ bool sees(const Problem<T>& a, index_t b, index_t i, index_t j) {
   if (a.padding && a.padding[b * a.seq + j] == 0) return false;
   return !(a.causal && j > i);
 }
 
 // scale * q . k + bias[h, j - i] (q and k are rows of head_dim floats).
-__device__ inline float score(const FlashAttentionArgs<float>& a, index_t h, index_t i, index_t j, const float* q,
-                              const float* k) {
+template <class T>
+__device__ float score(const Problem<T>& a, index_t h, index_t i, index_t j, const float* q, const float* k) {
   float dot = 0.f;
   for (index_t d = 0; d < a.head_dim; ++d) dot += q[d] * k[d];
   float s = a.scale * dot;
-  if (a.relative_bias) s += a.relative_bias[h * (2 * a.seq - 1) + (j - i) + a.seq - 1];
+  if (a.relative_bias) s += decode<T>(a.relative_bias[h * (2 * a.seq - 1) + (j - i) + a.seq - 1]);
   return s;
 }
 
-// Loads rows [row0, row0 + n) of a [S, head_dim] head into shared memory.
-__device__ inline void load_rows(const float* src, index_t row0, index_t n, index_t dh, float* dst) {
-  for (index_t idx = threadIdx.x; idx < n * dh; idx += blockDim.x) dst[idx] = src[row0 * dh + idx];
+// Loads rows [row0, row0 + n) of a [S, head_dim] head into shared memory, as floats.
+template <class T>
+__device__ void load_rows(const raw_t<T>* src, index_t row0, index_t n, index_t dh, float* dst) {
+  for (index_t idx = threadIdx.x; idx < n * dh; idx += blockDim.x) dst[idx] = decode<T>(src[row0 * dh + idx]);
 }
 
-template <class Unused = void>
-__global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out, float* logsumexp) {
+// Kernels are templates (here on the storage type): a plain __global__ function defined in a
+// header would be defined once per translation unit that includes it.
+template <class T>
+__global__ void forward_kernel(Problem<T> a, int tile, raw_t<T>* out, float* logsumexp) {
   extern __shared__ float shared[];
   const index_t S = a.seq, dh = a.head_dim, bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
   const index_t i0 = static_cast<index_t>(blockIdx.x) * tile, nq = min(static_cast<index_t>(tile), S - i0);
@@ -75,9 +110,9 @@ __global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out
   float* row_max = ps + tile * tile;  // [tile]
   float* row_sum = row_max + tile;    // [tile]
   float* rescale = row_sum + tile;    // [tile]
-  const float *q = a.q + bh * S * dh, *k = a.k + bh * S * dh, *v = a.v + bh * S * dh;
+  const raw_t<T>*q = a.q + bh * S * dh, *k = a.k + bh * S * dh, *v = a.v + bh * S * dh;
 
-  load_rows(q, i0, nq, dh, qs);
+  load_rows<T>(q, i0, nq, dh, qs);
   for (index_t idx = threadIdx.x; idx < nq * dh; idx += blockDim.x) os[idx] = 0.f;
   for (index_t r = threadIdx.x; r < nq; r += blockDim.x) {
     row_max[r] = -CUDART_INF_F;
@@ -88,8 +123,8 @@ __global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out
   const index_t key_end = a.causal ? i0 + nq : S;
   for (index_t j0 = 0; j0 < key_end; j0 += tile) {
     const index_t nk = min(static_cast<index_t>(tile), S - j0);
-    load_rows(k, j0, nk, dh, ks);
-    load_rows(v, j0, nk, dh, vs);
+    load_rows<T>(k, j0, nk, dh, ks);
+    load_rows<T>(v, j0, nk, dh, vs);
     __syncthreads();
     for (index_t idx = threadIdx.x; idx < nq * nk; idx += blockDim.x) {
       const index_t r = idx / nk, c = idx % nk;
@@ -124,15 +159,15 @@ __global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out
     }
     __syncthreads();  // before the next tile overwrites ks, vs and ps
   }
-  float* o = out + (bh * S + i0) * dh;
+  raw_t<T>* o = out + (bh * S + i0) * dh;
   for (index_t idx = threadIdx.x; idx < nq * dh; idx += blockDim.x) {
     const index_t r = idx / dh, d = idx % dh;
     if (row_max[r] == -CUDART_INF_F) {  // sees no key: the mean of all S values
       float acc = 0.f;
-      for (index_t j = 0; j < S; ++j) acc += v[j * dh + d];
-      o[idx] = acc / static_cast<float>(S);
+      for (index_t j = 0; j < S; ++j) acc += decode<T>(v[j * dh + d]);
+      o[idx] = encode<T>(acc / static_cast<float>(S));
     } else {
-      o[idx] = os[idx] / row_sum[r];
+      o[idx] = encode<T>(os[idx] / row_sum[r]);
     }
   }
   for (index_t r = threadIdx.x; r < nq; r += blockDim.x) {
@@ -141,22 +176,22 @@ __global__ void forward_kernel(FlashAttentionArgs<float> a, int tile, float* out
 }
 
 // D_i = dO_i . O_i for every row of every head.
-template <class Unused = void>
-__global__ void row_dot_kernel(const float* d_out, const float* out, index_t rows, index_t dh, float* row_dot) {
+template <class T>
+__global__ void row_dot_kernel(const raw_t<T>* d_out, const raw_t<T>* out, index_t rows, index_t dh, float* row_dot) {
   for (index_t row = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; row < rows;
        row += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float acc = 0.f;
-    for (index_t d = 0; d < dh; ++d) acc += d_out[row * dh + d] * out[row * dh + d];
+    for (index_t d = 0; d < dh; ++d) acc += decode<T>(d_out[row * dh + d]) * decode<T>(out[row * dh + d]);
     row_dot[row] = acc;
   }
 }
 
 // P (into ps) and dS = P (dO V^T - D) (into ds) of query rows [i0, i0 + nq) against keys
 // [j0, j0 + nk); qs, dos, ks, vs hold those rows, lse and dd the rows' logsumexp and D.
-__device__ inline void probs_and_dscores(const FlashAttentionArgs<float>& a, index_t b, index_t h, int tile, index_t i0,
-                                         index_t nq, index_t j0, index_t nk, const float* qs, const float* dos,
-                                         const float* ks, const float* vs, const float* lse, const float* dd, float* ps,
-                                         float* ds) {
+template <class T>
+__device__ void probs_and_dscores(const Problem<T>& a, index_t b, index_t h, int tile, index_t i0, index_t nq,
+                                  index_t j0, index_t nk, const float* qs, const float* dos, const float* ks,
+                                  const float* vs, const float* lse, const float* dd, float* ps, float* ds) {
   const index_t dh = a.head_dim;
   for (index_t idx = threadIdx.x; idx < nq * nk; idx += blockDim.x) {
     const index_t r = idx / nk, c = idx % nk;
@@ -171,9 +206,9 @@ __device__ inline void probs_and_dscores(const FlashAttentionArgs<float>& a, ind
   }
 }
 
-template <class Unused = void>
-__global__ void dkdv_kernel(FlashAttentionArgs<float> a, int tile, const float* d_out, const float* logsumexp,
-                            const float* row_dot, float* dk, float* dv) {
+template <class T>
+__global__ void dkdv_kernel(Problem<T> a, int tile, const raw_t<T>* d_out, const float* logsumexp, const float* row_dot,
+                            raw_t<T>* dk, raw_t<T>* dv) {
   extern __shared__ float shared[];
   const index_t S = a.seq, dh = a.head_dim, bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
   const index_t j0 = static_cast<index_t>(blockIdx.x) * tile, nk = min(static_cast<index_t>(tile), S - j0);
@@ -188,17 +223,17 @@ __global__ void dkdv_kernel(FlashAttentionArgs<float> a, int tile, const float* 
   float* lse = ds + tile * tile;  // [tile]
   float* dd = lse + tile;         // [tile]
   const index_t head = bh * S * dh;
-  const float *q = a.q + head, *k = a.k + head, *v = a.v + head, *dout = d_out + head;
+  const raw_t<T>*q = a.q + head, *k = a.k + head, *v = a.v + head, *dout = d_out + head;
 
-  load_rows(k, j0, nk, dh, ks);
-  load_rows(v, j0, nk, dh, vs);
+  load_rows<T>(k, j0, nk, dh, ks);
+  load_rows<T>(v, j0, nk, dh, vs);
   for (index_t idx = threadIdx.x; idx < nk * dh; idx += blockDim.x) dks[idx] = dvs[idx] = 0.f;
   // Causal: queries before j0 see none of these keys (tiles are square, so start at this tile).
   for (index_t i0 = a.causal ? j0 : 0; i0 < S; i0 += tile) {
     const index_t nq = min(static_cast<index_t>(tile), S - i0);
     __syncthreads();  // the previous query tile is no longer read
-    load_rows(q, i0, nq, dh, qs);
-    load_rows(dout, i0, nq, dh, dos);
+    load_rows<T>(q, i0, nq, dh, qs);
+    load_rows<T>(dout, i0, nq, dh, dos);
     for (index_t r = threadIdx.x; r < nq; r += blockDim.x) {
       lse[r] = logsumexp[bh * S + i0 + r];
       dd[r] = row_dot[bh * S + i0 + r];
@@ -222,15 +257,15 @@ __global__ void dkdv_kernel(FlashAttentionArgs<float> a, int tile, const float* 
   for (index_t idx = threadIdx.x; idx < nk * dh; idx += blockDim.x) {
     const index_t d = idx % dh;
     float acc = 0.f;
-    for (index_t i = 0; i < S && logsumexp[bh * S + i] == CUDART_INF_F; ++i) acc += dout[i * dh + d];
-    dv[head + j0 * dh + idx] = dvs[idx] + acc / static_cast<float>(S);
-    dk[head + j0 * dh + idx] = dks[idx];
+    for (index_t i = 0; i < S && logsumexp[bh * S + i] == CUDART_INF_F; ++i) acc += decode<T>(dout[i * dh + d]);
+    dv[head + j0 * dh + idx] = encode<T>(dvs[idx] + acc / static_cast<float>(S));
+    dk[head + j0 * dh + idx] = encode<T>(dks[idx]);
   }
 }
 
-template <class Unused = void>
-__global__ void dq_kernel(FlashAttentionArgs<float> a, int tile, const float* d_out, const float* logsumexp,
-                          const float* row_dot, float* dq) {
+template <class T>
+__global__ void dq_kernel(Problem<T> a, int tile, const raw_t<T>* d_out, const float* logsumexp, const float* row_dot,
+                          raw_t<T>* dq) {
   extern __shared__ float shared[];
   const index_t S = a.seq, dh = a.head_dim, bh = blockIdx.y, b = bh / a.heads, h = bh % a.heads;
   const index_t i0 = static_cast<index_t>(blockIdx.x) * tile, nq = min(static_cast<index_t>(tile), S - i0);
@@ -244,10 +279,10 @@ __global__ void dq_kernel(FlashAttentionArgs<float> a, int tile, const float* d_
   float* lse = ds + tile * tile;  // [tile]
   float* dd = lse + tile;         // [tile]
   const index_t head = bh * S * dh;
-  const float *q = a.q + head, *k = a.k + head, *v = a.v + head, *dout = d_out + head;
+  const raw_t<T>*q = a.q + head, *k = a.k + head, *v = a.v + head, *dout = d_out + head;
 
-  load_rows(q, i0, nq, dh, qs);
-  load_rows(dout, i0, nq, dh, dos);
+  load_rows<T>(q, i0, nq, dh, qs);
+  load_rows<T>(dout, i0, nq, dh, dos);
   for (index_t idx = threadIdx.x; idx < nq * dh; idx += blockDim.x) dqs[idx] = 0.f;
   for (index_t r = threadIdx.x; r < nq; r += blockDim.x) {
     lse[r] = logsumexp[bh * S + i0 + r];
@@ -257,8 +292,8 @@ __global__ void dq_kernel(FlashAttentionArgs<float> a, int tile, const float* d_
   for (index_t j0 = 0; j0 < key_end; j0 += tile) {
     const index_t nk = min(static_cast<index_t>(tile), S - j0);
     __syncthreads();  // the previous key tile is no longer read
-    load_rows(k, j0, nk, dh, ks);
-    load_rows(v, j0, nk, dh, vs);
+    load_rows<T>(k, j0, nk, dh, ks);
+    load_rows<T>(v, j0, nk, dh, vs);
     __syncthreads();
     probs_and_dscores(a, b, h, tile, i0, nq, j0, nk, qs, dos, ks, vs, lse, dd, ps, ds);
     __syncthreads();
@@ -270,13 +305,13 @@ __global__ void dq_kernel(FlashAttentionArgs<float> a, int tile, const float* d_
     }
   }
   __syncthreads();
-  for (index_t idx = threadIdx.x; idx < nq * dh; idx += blockDim.x) dq[head + i0 * dh + idx] = dqs[idx];
+  for (index_t idx = threadIdx.x; idx < nq * dh; idx += blockDim.x) dq[head + i0 * dh + idx] = encode<T>(dqs[idx]);
 }
 
 // d_bias[h, offset] += sum over batches, then queries, of dS[i, i + offset - (S - 1)].
-template <class Unused = void>
-__global__ void bias_grad_kernel(FlashAttentionArgs<float> a, const float* d_out, const float* logsumexp,
-                                 const float* row_dot, float* d_bias) {
+template <class T>
+__global__ void bias_grad_kernel(Problem<T> a, const raw_t<T>* d_out, const float* logsumexp, const float* row_dot,
+                                 raw_t<T>* d_bias) {
   const index_t S = a.seq, R = 2 * S - 1, dh = a.head_dim;
   for (index_t t = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < a.heads * R;
        t += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -289,13 +324,18 @@ __global__ void bias_grad_kernel(FlashAttentionArgs<float> a, const float* d_out
         const index_t j = i + offset;
         const float lse = logsumexp[bh * S + i];
         if (lse == CUDART_INF_F || !sees(a, b, i, j)) continue;
-        const float p = expf(score(a, h, i, j, a.q + head + i * dh, a.k + head + j * dh) - lse);
-        float dp = 0.f;
-        for (index_t d = 0; d < dh; ++d) dp += d_out[head + i * dh + d] * a.v[head + j * dh + d];
+        float dot = 0.f, dp = 0.f;
+        for (index_t d = 0; d < dh; ++d) {
+          dot += decode<T>(a.q[head + i * dh + d]) * decode<T>(a.k[head + j * dh + d]);
+          dp += decode<T>(d_out[head + i * dh + d]) * decode<T>(a.v[head + j * dh + d]);
+        }
+        float s = a.scale * dot;
+        if (a.relative_bias) s += decode<T>(a.relative_bias[h * (2 * S - 1) + offset + S - 1]);
+        const float p = expf(s - lse);
         acc += p * (dp - row_dot[bh * S + i]);
       }
     }
-    d_bias[t] += acc;
+    d_bias[t] = encode<T>(decode<T>(d_bias[t]) + acc);
   }
 }
 
@@ -328,52 +368,67 @@ inline unsigned grid_for(index_t n) {
 template <>
 struct FlashAttentionKernel<cuda> {
   template <class T>
-  static void forward(const FlashAttentionArgs<T>& a, T* out, T* logsumexp) {
-    static_assert(std::is_same_v<T, float>, "FlashAttentionKernel<cuda> computes in float");
+  static void forward(const FlashAttentionArgs<T>& a, T* out, acc_t<T>* logsumexp) {
+    static_assert(supported<T>, "FlashAttentionKernel<cuda> stores float, nexa::bfloat16 or nexa::half");
     namespace fl = cuda_backend::flash;
     if (!check(a)) return;
     const cudaStream_t stream = cuda_backend::current_stream();
     const int tile = fl::pick_tile(a.head_dim, fl::forward_shared);
     const dim3 grid(static_cast<unsigned>((a.seq + tile - 1) / tile), static_cast<unsigned>(a.batch * a.heads));
-    fl::forward_kernel<>
-        <<<grid, fl::threads, fl::forward_shared(tile, a.head_dim) * sizeof(float), stream>>>(a, tile, out, logsumexp);
+    fl::forward_kernel<T><<<grid, fl::threads, fl::forward_shared(tile, a.head_dim) * sizeof(float), stream>>>(
+        fl::problem(a), tile, raw(out), logsumexp);
     cuda_backend::check_launch("flash attention forward_kernel");
   }
 
   template <class T>
-  static void backward(const FlashAttentionArgs<T>& a, const T* out, const T* logsumexp, const T* d_out, T* dq, T* dk,
-                       T* dv, T* d_relative_bias) {
-    static_assert(std::is_same_v<T, float>, "FlashAttentionKernel<cuda> computes in float");
+  static void backward(const FlashAttentionArgs<T>& a, const T* out, const acc_t<T>* logsumexp, const T* d_out, T* dq,
+                       T* dk, T* dv, T* d_relative_bias) {
+    static_assert(supported<T>, "FlashAttentionKernel<cuda> stores float, nexa::bfloat16 or nexa::half");
     namespace fl = cuda_backend::flash;
     if (!check(a)) return;
     const cudaStream_t stream = cuda_backend::current_stream();
     const index_t rows = a.batch * a.heads * a.seq, dh = a.head_dim;
+    const fl::Problem<T> p = fl::problem(a);
     Buffer<float, cuda> row_dot(static_cast<std::size_t>(rows));
-    fl::row_dot_kernel<><<<fl::grid_for(rows), fl::threads, 0, stream>>>(d_out, out, rows, dh, row_dot.data());
+    fl::row_dot_kernel<T>
+        <<<fl::grid_for(rows), fl::threads, 0, stream>>>(raw(d_out), raw(out), rows, dh, row_dot.data());
     cuda_backend::check_launch("flash attention row_dot_kernel");
 
     const int kv_tile = fl::pick_tile(dh, fl::dkdv_shared);
     const dim3 kv_grid(static_cast<unsigned>((a.seq + kv_tile - 1) / kv_tile),
                        static_cast<unsigned>(a.batch * a.heads));
-    fl::dkdv_kernel<><<<kv_grid, fl::threads, fl::dkdv_shared(kv_tile, dh) * sizeof(float), stream>>>(
-        a, kv_tile, d_out, logsumexp, row_dot.data(), dk, dv);
+    fl::dkdv_kernel<T><<<kv_grid, fl::threads, fl::dkdv_shared(kv_tile, dh) * sizeof(float), stream>>>(
+        p, kv_tile, raw(d_out), logsumexp, row_dot.data(), raw(dk), raw(dv));
     cuda_backend::check_launch("flash attention dkdv_kernel");
 
     const int q_tile = fl::pick_tile(dh, fl::dq_shared);
     const dim3 q_grid(static_cast<unsigned>((a.seq + q_tile - 1) / q_tile), static_cast<unsigned>(a.batch * a.heads));
-    fl::dq_kernel<><<<q_grid, fl::threads, fl::dq_shared(q_tile, dh) * sizeof(float), stream>>>(
-        a, q_tile, d_out, logsumexp, row_dot.data(), dq);
+    fl::dq_kernel<T><<<q_grid, fl::threads, fl::dq_shared(q_tile, dh) * sizeof(float), stream>>>(
+        p, q_tile, raw(d_out), logsumexp, row_dot.data(), raw(dq));
     cuda_backend::check_launch("flash attention dq_kernel");
 
     if (d_relative_bias) {  // the gradient of the bias, or of a zero bias when there is none
       const index_t outputs = a.heads * (2 * a.seq - 1);
-      fl::bias_grad_kernel<>
-          <<<fl::grid_for(outputs), fl::threads, 0, stream>>>(a, d_out, logsumexp, row_dot.data(), d_relative_bias);
+      fl::bias_grad_kernel<T><<<fl::grid_for(outputs), fl::threads, 0, stream>>>(p, raw(d_out), logsumexp,
+                                                                                 row_dot.data(), raw(d_relative_bias));
       cuda_backend::check_launch("flash attention bias_grad_kernel");
     }
   }
 
  private:
+  template <class T>
+  static constexpr bool supported = std::is_same_v<T, float> || cuda_backend::is_16bit_float_v<T>;
+
+  // 16-bit storage as its bits (cuda_backend::raw_t); float as itself.
+  template <class T>
+  static cuda_backend::raw_t<T>* raw(T* p) {
+    return reinterpret_cast<cuda_backend::raw_t<T>*>(p);
+  }
+  template <class T>
+  static const cuda_backend::raw_t<T>* raw(const T* p) {
+    return reinterpret_cast<const cuda_backend::raw_t<T>*>(p);
+  }
+
   // Validates the problem; false when it is empty (nothing to launch).
   template <class T>
   static bool check(const FlashAttentionArgs<T>& a) {
