@@ -62,6 +62,10 @@ class ExpertParallelMoE {
   static_assert(std::derived_from<typename RouterT::Cache, LogitRouting<A, D>>,
                 "ExpertParallelMoE: the router must score tokens through logits (TopKRouter, NexusRouter), so that "
                 "its auxiliary losses can average over the global batch");
+  static_assert(
+      !requires { &RouterT::classify; },
+      "ExpertParallelMoE: sequence-classifier routers keep their routing and auxiliary losses in the "
+      "router, per batch of sequences, not per token: not supported");
 
   struct Cache {
     typename RouterT::Cache router;
