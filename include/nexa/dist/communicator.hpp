@@ -13,8 +13,9 @@
 //   broadcast(data, n, root)               data = root's data
 //   barrier()
 //
-// Reproducibility: nexa's communicators sum in rank order (rank 0 first), so a reduction gives
-// the same bits on every rank and on every run, whatever the transport chose to do.
+// Reproducibility: NoComm and MpiComm sum in rank order (rank 0 first), so a reduction gives the
+// same bits on every rank and on every run, whatever the transport chose to do. NcclComm sums in
+// NCCL's own order (see nccl_comm.hpp): no such promise.
 #include <concepts>
 #include <cstdint>
 #include <span>
