@@ -2,10 +2,14 @@
 // divide evenly (and zero) so that uneven shares and empty blocks are exercised.
 #include <doctest/doctest.h>
 
+#include <climits>
 #include <cstdint>
+#include <cstring>
 #include <numeric>
+#include <string>
 #include <vector>
 
+#include "nexa/core/half.hpp"
 #include "nexa/dist/mpi_comm.hpp"
 #include "nexa/dist/no_comm.hpp"
 
@@ -15,7 +19,140 @@ using nexa::dist::MpiComm;
 namespace {
 // A value only (rank, i) produces, exact in float.
 double value_of(int rank, index_t i) { return static_cast<double>(rank * 1000 + i % 997) * 0.25; }
+
+// Values whose float sum depends on the order of the ranks: with 1e8 and -1e8 among them, a 1
+// added before the large terms is absorbed and one added after survives.
+float order_sensitive(int rank, index_t i) {
+  constexpr float table[] = {1.0f, 1e8f, -1e8f, 1.0f, 3.0f, -1e8f};
+  return table[static_cast<std::size_t>((rank + i) % 6)];
+}
+
+// Whether every rank holds bitwise the same n values as rank 0.
+template <class T>
+bool identical_on_all_ranks(MpiComm& comm, const std::vector<T>& values) {
+  std::vector<T> all(values.size() * static_cast<std::size_t>(comm.size()));
+  comm.all_gather(values.data(), static_cast<index_t>(values.size()), all.data());
+  for (int r = 1; r < comm.size(); ++r)
+    if (std::memcmp(all.data(), all.data() + values.size() * static_cast<std::size_t>(r), values.size() * sizeof(T)))
+      return false;
+  return true;
+}
 }  // namespace
+
+TEST_CASE("all_reduce_sum and reduce_scatter_sum add in rank order where the order changes the float result") {
+  MpiComm comm;
+  const int p = comm.size();
+  const index_t n = 4099;
+  std::vector<float> x(static_cast<std::size_t>(n)), want(x.size());
+  bool order_matters = false;  // another order gives other bits somewhere (needs 3 or more ranks)
+  for (index_t i = 0; i < n; ++i) {
+    x[static_cast<std::size_t>(i)] = order_sensitive(comm.rank(), i);
+    float acc = order_sensitive(0, i), reverse = order_sensitive(p - 1, i);
+    for (int r = 1; r < p; ++r) acc += order_sensitive(r, i);
+    for (int r = p - 2; r >= 0; --r) reverse += order_sensitive(r, i);
+    want[static_cast<std::size_t>(i)] = acc;
+    order_matters = order_matters || std::memcmp(&acc, &reverse, sizeof acc) != 0;
+  }
+  CHECK(order_matters == (p >= 3));
+  std::vector<float> out(x.size(), -1.0f);
+  comm.all_reduce_sum(x.data(), out.data(), n);
+  CHECK(std::memcmp(out.data(), want.data(), out.size() * sizeof(float)) == 0);
+  CHECK(identical_on_all_ranks(comm, out));
+
+  // reduce_scatter_sum: block r of every rank's send is elements [r * m, (r + 1) * m).
+  const index_t m = 37;
+  std::vector<float> send(static_cast<std::size_t>(m * p)), got(static_cast<std::size_t>(m));
+  for (index_t i = 0; i < m * p; ++i) send[static_cast<std::size_t>(i)] = order_sensitive(comm.rank(), i);
+  comm.reduce_scatter_sum(send.data(), got.data(), m);
+  for (index_t i = 0; i < m; ++i) {
+    const index_t at = comm.rank() * m + i;
+    float acc = order_sensitive(0, at);
+    for (int r = 1; r < p; ++r) acc += order_sensitive(r, at);
+    CHECK(std::memcmp(&got[static_cast<std::size_t>(i)], &acc, sizeof acc) == 0);
+  }
+}
+
+TEST_CASE("reduce_scatter_sum of empty blocks; int64 and bfloat16 through all_gather and all_to_allv") {
+  MpiComm comm;
+  const int p = comm.size(), me = comm.rank();
+  std::vector<double> none;
+  CHECK_NOTHROW(comm.reduce_scatter_sum(none.data(), none.data(), 0));
+  std::vector<std::int64_t> sums(1);
+  const std::int64_t big = std::int64_t{1} << 40;  // beyond int32
+  std::int64_t mine = big + me;
+  comm.all_reduce_sum(&mine, sums.data(), 1);
+  CHECK(sums[0] == big * p + std::int64_t{p} * (p - 1) / 2);
+
+  // all_gather: two values per rank.
+  const std::int64_t pair[2] = {big * (me + 1), -me};
+  std::vector<std::int64_t> pairs(static_cast<std::size_t>(2 * p));
+  comm.all_gather(pair, 2, pairs.data());
+  const nexa::bfloat16 halves[2] = {nexa::bfloat16(0.5f * static_cast<float>(me) - 3.0f), nexa::bfloat16(1e30f)};
+  std::vector<nexa::bfloat16> all_halves(static_cast<std::size_t>(2 * p));
+  comm.all_gather(halves, 2, all_halves.data());
+  for (int r = 0; r < p; ++r) {
+    const auto at = static_cast<std::size_t>(2 * r);
+    CHECK(pairs[at] == big * (r + 1));
+    CHECK(pairs[at + 1] == -r);
+    CHECK(all_halves[at].bits() == nexa::bfloat16(0.5f * static_cast<float>(r) - 3.0f).bits());
+    CHECK(all_halves[at + 1].bits() == nexa::bfloat16(1e30f).bits());
+  }
+
+  // all_to_allv: rank s sends d + 1 elements to rank d, valued big * s + d (bfloat16: s - d).
+  std::vector<index_t> send_counts(static_cast<std::size_t>(p)), recv_counts(static_cast<std::size_t>(p));
+  std::vector<std::int64_t> send64, want64;
+  std::vector<nexa::bfloat16> send16, want16;
+  for (int d = 0; d < p; ++d) {
+    send_counts[static_cast<std::size_t>(d)] = d + 1;
+    recv_counts[static_cast<std::size_t>(d)] = me + 1;
+    send64.insert(send64.end(), static_cast<std::size_t>(d + 1), big * me + d);
+    send16.insert(send16.end(), static_cast<std::size_t>(d + 1), nexa::bfloat16(static_cast<float>(me - d)));
+    want64.insert(want64.end(), static_cast<std::size_t>(me + 1), big * d + me);
+    want16.insert(want16.end(), static_cast<std::size_t>(me + 1), nexa::bfloat16(static_cast<float>(d - me)));
+  }
+  std::vector<std::int64_t> recv64(want64.size(), -1);
+  std::vector<nexa::bfloat16> recv16(want16.size(), nexa::bfloat16(-1.0f));
+  comm.all_to_allv(send64.data(), send_counts, recv64.data(), recv_counts);
+  comm.all_to_allv(send16.data(), send_counts, recv16.data(), recv_counts);
+  CHECK(recv64 == want64);
+  CHECK(std::memcmp(recv16.data(), want16.data(), recv16.size() * sizeof(nexa::bfloat16)) == 0);
+}
+
+TEST_CASE("a bad count on one rank raises nexa::Error on every rank, and the communicator still works") {
+  MpiComm comm;
+  const int p = comm.size(), me = comm.rank();
+  std::vector<index_t> zeros(static_cast<std::size_t>(p), 0), bad = zeros;
+  // Rank p - 1 alone passes a negative count; the others' counts are fine.
+  if (me == p - 1) bad[0] = -1;
+  float x = 0;
+  const std::string expected =
+      me == p - 1 ? std::string("must be non-negative") : "invalid counts on rank " + std::to_string(p - 1);
+  CHECK_THROWS_WITH_AS(comm.all_to_allv(&x, bad, &x, zeros), doctest::Contains(expected.c_str()), nexa::Error);
+  // Too many counts on rank 0 only.
+  std::vector<index_t> more(static_cast<std::size_t>(me == 0 ? p + 1 : p), 0);
+  const std::string expected_more = me == 0 ? std::string("expects") : std::string("invalid counts on rank 0");
+  CHECK_THROWS_WITH_AS(comm.all_to_allv(&x, more, &x, more), doctest::Contains(expected_more.c_str()), nexa::Error);
+  // Then a valid exchange.
+  std::vector<index_t> ones(static_cast<std::size_t>(p), 1);
+  std::vector<float> send(static_cast<std::size_t>(p), static_cast<float>(me)), recv(send.size(), -1.0f);
+  comm.all_to_allv(send.data(), ones, recv.data(), ones);
+  for (int r = 0; r < p; ++r) CHECK(recv[static_cast<std::size_t>(r)] == static_cast<float>(r));
+}
+
+TEST_CASE("reductions over more elements than MPI's int counts raise on every rank before allocating") {
+  MpiComm comm;
+  float x = 0;
+  const index_t too_many = index_t{INT_MAX} + 1;
+  CHECK_THROWS_WITH_AS(comm.all_reduce_sum(&x, &x, too_many), doctest::Contains("all_reduce_sum must be in [0, "),
+                       nexa::Error);
+  CHECK_THROWS_WITH_AS(comm.reduce_scatter_sum(&x, &x, too_many),
+                       doctest::Contains("reduce_scatter_sum must be in [0, "), nexa::Error);
+  CHECK_THROWS_AS(comm.all_reduce_sum(&x, &x, -1), nexa::Error);
+  // n fits, but size() blocks of the largest share do not: the same decision on every rank.
+  if (comm.size() >= 2)
+    CHECK_THROWS_WITH_AS(comm.all_reduce_sum(&x, &x, index_t{INT_MAX}), doctest::Contains("blocks of"), nexa::Error);
+  comm.barrier();
+}
 
 TEST_CASE("all_reduce_sum sums in rank order, identically on every rank, in place too") {
   MpiComm comm;
