@@ -70,6 +70,18 @@ TEST_CASE("GradientSync and broadcast_parameters: mismatched parameters raise ne
                        doctest::Contains("root must be in [0, "), nexa::Error);
   if (comm.size() == 1) return;
 
+  // Settings that differ by rank raise on every rank, before any range check: rank 0 asks for
+  // 256-byte buckets and the others for the default (the collectives would not match), then
+  // rank 0 alone passes an invalid size (checked on rank 0 only, the others would hang).
+  const std::string bucket_mismatch = "GradientSync: every rank must use the same bucket_bytes: expected ";
+  CHECK_THROWS_WITH_AS(GradientSync(model, comm, comm.rank() == 0 ? 256 : nexa::dist::default_bucket_bytes),
+                       doctest::Contains((bucket_mismatch + "256 as on rank 0, got 26214400 on rank 1").c_str()),
+                       nexa::Error);
+  CHECK_THROWS_WITH_AS(GradientSync(model, comm, comm.rank() == 0 ? 4 : nexa::dist::default_bucket_bytes),
+                       doctest::Contains(bucket_mismatch.c_str()), nexa::Error);
+  CHECK_THROWS_WITH_AS(nexa::dist::broadcast_parameters(model, comm, comm.rank() == 0 ? comm.size() : 0),
+                       doctest::Contains("broadcast_parameters: every rank must use the same root"), nexa::Error);
+
   // The last rank freezes the router: its trainable set differs.
   Model<float> frozen_router = make_model<float>(1);
   if (comm.rank() == comm.size() - 1) frozen_router.router.weight.set_trainable(false);

@@ -21,15 +21,18 @@
 // same bucket size the same bits on every run. Compared with one process running the whole batch,
 // the gradients differ by rounding only (the per-rank partial sums are added in another order).
 //
-// The checks that the ranks hold the same parameters (names, shapes, scalar types) run at
-// construction through an all_gather, so a mismatch raises nexa::Error on every rank instead of
-// deadlocking or mixing unrelated tensors. A parameter frozen or resized after construction is
+// The checks that the ranks hold the same parameters (names, shapes, scalar types) and settings
+// (bucket_bytes) run at construction through one all_gather, and the settings' range checks run
+// after it, so a mismatch or a bad value raises nexa::Error on every rank instead of deadlocking
+// or mixing unrelated tensors. A parameter frozen or resized after construction is
 // caught only locally (nexa::Error on the ranks that changed it, while the others wait in the
 // next collective): freeze parameters before constructing, identically on every rank.
 #include <algorithm>
+#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -134,25 +137,54 @@ inline std::vector<std::int32_t> layout_of(const ModuleParams& p) {
   return words;
 }
 
-// Raises nexa::Error on every rank unless every rank holds the same parameters as rank 0.
+// A setting every rank must pass equal (a bucket size, a learning rate): compared bitwise.
+struct Setting {
+  std::string_view name;
+  std::int64_t bits = 0;
+  bool is_double = false;  // bits holds a double's (for the message)
+
+  static Setting of(std::string_view name, std::int64_t value) { return {name, value, false}; }
+  static Setting of(std::string_view name, double value) { return {name, std::bit_cast<std::int64_t>(value), true}; }
+};
+
+// Raises nexa::Error on every rank unless every rank holds the same parameters and settings as
+// rank 0. Everything compared travels in one all_gather, so every rank takes the same decision;
+// checks of the settings' values belong after this call (they then agree too).
 template <Communicator Comm>
-void require_same_params(Comm& comm, const ModuleParams& params, std::string_view who, std::string_view what) {
-  const std::vector<std::int32_t> mine = layout_of(params);
-  std::vector<std::int32_t> all(static_cast<std::size_t>(layout_words * comm.size()));
-  comm.all_gather(mine.data(), layout_words, all.data());
+void require_same_params(Comm& comm, const ModuleParams& params, std::string_view who, std::string_view what,
+                         std::span<const Setting> settings = {}) {
+  std::vector<std::int32_t> mine = layout_of(params);
+  for (const Setting& s : settings) {
+    mine.resize(mine.size() + 2);
+    put_int64(&mine[mine.size() - 2], s.bits);
+  }
+  const auto words = static_cast<index_t>(mine.size());
+  std::vector<std::int32_t> all(mine.size() * static_cast<std::size_t>(comm.size()));
+  comm.all_gather(mine.data(), words, all.data());
   auto describe = [&](int r) {
-    const std::int32_t* w = all.data() + layout_words * r;
+    const std::int32_t* w = all.data() + words * r;
     return nexa::detail::concat(get_int64(w), " float tensors (", get_int64(w + 2), " elements) and ", get_int64(w + 4),
                                 " double tensors (", get_int64(w + 6), " elements)");
   };
+  auto value = [&](int r, std::size_t k) {
+    const std::int64_t bits = get_int64(all.data() + words * r + layout_words + 2 * static_cast<index_t>(k));
+    return settings[k].is_double ? nexa::detail::concat(std::bit_cast<double>(bits)) : nexa::detail::concat(bits);
+  };
   for (int r = 1; r < comm.size(); ++r) {
-    const auto theirs = all.begin() + layout_words * r;
-    if (std::equal(all.begin(), all.begin() + layout_words, theirs)) continue;
-    const bool same_counts = std::equal(all.begin(), all.begin() + 8, theirs);
-    throw Error(nexa::detail::concat(who, ": every rank must hold the same ", what,
-                                     "parameters (names, shapes, scalar types): expected ", describe(0),
-                                     " as on rank 0, got ", describe(r), " on rank ", r,
-                                     same_counts ? " with other names or shapes" : ""));
+    const auto theirs = all.begin() + words * r;
+    if (!std::equal(all.begin(), all.begin() + layout_words, theirs)) {
+      const bool same_counts = std::equal(all.begin(), all.begin() + 8, theirs);
+      throw Error(nexa::detail::concat(who, ": every rank must hold the same ", what,
+                                       "parameters (names, shapes, scalar types): expected ", describe(0),
+                                       " as on rank 0, got ", describe(r), " on rank ", r,
+                                       same_counts ? " with other names or shapes" : ""));
+    }
+    for (std::size_t k = 0; k < settings.size(); ++k) {
+      const auto at = static_cast<index_t>(layout_words + 2 * k);
+      if (std::equal(all.begin() + at, all.begin() + at + 2, theirs + at)) continue;
+      throw Error(nexa::detail::concat(who, ": every rank must use the same ", settings[k].name, ": expected ",
+                                       value(0, k), " as on rank 0, got ", value(r, k), " on rank ", r));
+    }
   }
 }
 
@@ -182,7 +214,8 @@ void require_gradient(const FlatParams<T>& group, std::size_t i, std::string_vie
 
 // Averages the trainable gradients of a module over the ranks of `comm`, one all-reduce per
 // bucket. Collects the parameters once, at construction (the module must outlive it and not
-// move); every rank must construct it with the same parameters and the same bucket size.
+// move); every rank must construct it with the same parameters and the same bucket size
+// (checked on every rank alike: nexa::Error).
 template <Communicator Comm>
 class GradientSync {
   static_assert(std::same_as<typename Comm::device, cpu>, "GradientSync: parameters live on the CPU");
@@ -193,9 +226,11 @@ class GradientSync {
       : comm_(&comm),
         params_(dp_detail::collect_params(module, dp_detail::Select::trainable)),
         bucket_bytes_(bucket_bytes) {
+    const dp_detail::Setting settings[] = {
+        dp_detail::Setting::of("bucket_bytes", static_cast<std::int64_t>(bucket_bytes))};
+    dp_detail::require_same_params(comm, params_, "GradientSync", "trainable ", settings);
     require(bucket_bytes >= sizeof(double), "GradientSync", "bucket_bytes must hold at least one element (",
             sizeof(double), " bytes), got ", bucket_bytes);
-    dp_detail::require_same_params(comm, params_, "GradientSync", "trainable ");
   }
 
   // gradient <- (sum over ranks of gradient) / size(), for every trainable parameter.
@@ -251,10 +286,11 @@ class GradientSync {
 template <class Module, Communicator Comm>
 void broadcast_parameters(Module& module, Comm& comm, int root = 0) {
   static_assert(std::same_as<typename Comm::device, cpu>, "broadcast_parameters: parameters live on the CPU");
+  const dp_detail::ModuleParams params = dp_detail::collect_params(module, dp_detail::Select::all);
+  const dp_detail::Setting settings[] = {dp_detail::Setting::of("root", std::int64_t{root})};
+  dp_detail::require_same_params(comm, params, "broadcast_parameters", "", settings);
   require(root >= 0 && root < comm.size(), "broadcast_parameters", "root must be in [0, ", comm.size(), "), got ",
           root);
-  const dp_detail::ModuleParams params = dp_detail::collect_params(module, dp_detail::Select::all);
-  dp_detail::require_same_params(comm, params, "broadcast_parameters", "");
   for (Param<float, cpu>* p : params.f32.params) comm.broadcast(p->value.data(), p->value.numel(), root);
   for (Param<double, cpu>* p : params.f64.params) comm.broadcast(p->value.data(), p->value.numel(), root);
 }
