@@ -11,12 +11,19 @@
 // Use it instead of GradientSync + AdamW, not with them: it reduces the gradients itself, and it
 // leaves each rank's own (local) gradients in Param::grad, so a global-norm clipping of the
 // averaged gradient is not available here.
-// The reduce-scatter and all-gather stage the whole flat vector of each scalar type (size()
-// blocks of the largest share, padded with zeros), so the gradients are not sharded (that is
-// ZeRO-2) and the staging is one gradient-sized buffer; the collectives are blocking (see
-// data_parallel.hpp on overlap).
+// Memory: the gradients are not sharded (that is ZeRO-2). The reduce-scatter and all-gather run
+// in rounds over chunks of the shares (round j: block r is chunk j of rank r's share, padded with
+// zeros), so step() stages size() + 1 chunks of `chunk_bytes` (4 MiB by default) at a time, and
+// MpiComm's reduce_scatter_sum another size() chunks, all released when step() returns. The peak
+// beyond the replica is then 2/size of the parameters (m, v) plus about 2 * size() * chunk_bytes,
+// below plain AdamW's 2 * parameters once the model is larger than the chunks. The chunking does
+// not change any bit: each element is still summed over ranks in rank order, and AdamW's update
+// is per element. The collectives are blocking (see data_parallel.hpp on overlap).
 // The parameters are collected once, at construction: the module must outlive the optimizer and
-// not move, and every rank must construct it with the same parameters (checked: nexa::Error).
+// not move. Every rank must construct it with the same parameters, configuration (lr, betas, eps,
+// weight_decay, which parameters decay) and chunk_bytes: all are compared in one all_gather, so a
+// mismatch, and then an invalid value, raises nexa::Error on every rank. set_lr is not checked:
+// call it identically on every rank (as a schedule does).
 #include <algorithm>
 #include <cmath>
 #include <concepts>
@@ -32,16 +39,38 @@
 
 namespace nexa::dist {
 
+inline constexpr std::size_t default_chunk_bytes = std::size_t{4} << 20;
+
 template <Communicator Comm>
 class ShardedAdamW {
   static_assert(std::same_as<typename Comm::device, cpu>, "ShardedAdamW: parameters live on the CPU");
 
  public:
   template <class Module>
-  ShardedAdamW(Module& module, Comm& comm, train::AdamWConfig config = {}) : comm_(&comm), config_(std::move(config)) {
-    train::check_adamw_config(config_, "ShardedAdamW");
+  ShardedAdamW(Module& module, Comm& comm, train::AdamWConfig config = {},
+               std::size_t chunk_bytes = default_chunk_bytes)
+      : comm_(&comm), config_(std::move(config)), chunk_bytes_(chunk_bytes) {
     dp_detail::ModuleParams params = dp_detail::collect_params(module, dp_detail::Select::trainable);
-    dp_detail::require_same_params(comm, params, "ShardedAdamW", "trainable ");
+    f32_.decay = decay_flags(params.f32);
+    f64_.decay = decay_flags(params.f64);
+    // Which parameters decay comes from a function, compared through its flags.
+    std::uint64_t decay_hash = 14695981039346656037ull;
+    for (const auto* flags : {&f32_.decay, &f64_.decay})
+      for (const bool d : *flags) dp_detail::fnv1a(decay_hash, &d, sizeof d);
+    using dp_detail::Setting;
+    const Setting settings[] = {
+        Setting::of("lr", config_.lr),
+        Setting::of("beta1", config_.beta1),
+        Setting::of("beta2", config_.beta2),
+        Setting::of("eps", config_.eps),
+        Setting::of("weight_decay", config_.weight_decay),
+        Setting::of("no_weight_decay (hash of the decay flags)", static_cast<std::int64_t>(decay_hash)),
+        Setting::of("chunk_bytes", static_cast<std::int64_t>(chunk_bytes))};
+    dp_detail::require_same_params(comm, params, "ShardedAdamW", "trainable ", settings);
+    // After the all_gather: every rank checks the same values.
+    train::check_adamw_config(config_, "ShardedAdamW");
+    require(chunk_bytes >= sizeof(double), "ShardedAdamW", "chunk_bytes must hold at least one element (",
+            sizeof(double), " bytes), got ", chunk_bytes);
     init(f32_, std::move(params.f32));
     init(f64_, std::move(params.f64));
   }
@@ -76,80 +105,111 @@ class ShardedAdamW {
   [[nodiscard]] index_t num_elements() const { return f32_.flat.total() + f64_.flat.total(); }
   [[nodiscard]] index_t shard_elements() const { return f32_.share.count() + f64_.share.count(); }
 
+  [[nodiscard]] std::size_t chunk_bytes() const { return chunk_bytes_; }
+  // The most bytes step() holds in its own buffers at once (size() chunks of staging and one
+  // of the averaged gradient; one scalar type at a time), at most (size() + 1) * chunk_bytes().
+  // Not counted: the communicator's temporaries (MpiComm's reduce_scatter_sum: size() chunks).
+  [[nodiscard]] std::size_t peak_staging_bytes() const { return std::max(staging_bytes(f32_), staging_bytes(f64_)); }
+
  private:
   template <class T>
   struct Group {
     dp_detail::FlatParams<T> flat;
     std::vector<bool> decay;  // per parameter
     Share share;              // this rank's flat elements
-    index_t block = 0;        // the largest share: the collectives' block size
+    index_t block = 0;        // the largest share (rank 0's): every rank's block in the collectives
+    index_t chunk = 0;        // elements per round: min(block, chunk_bytes / sizeof(T))
     std::vector<T> m, v;      // moments of the share
-    std::vector<T> staging;   // size() blocks
-    std::vector<T> shard;     // one block: the averaged gradient of the share
   };
+
+  template <class T>
+  std::vector<bool> decay_flags(const dp_detail::FlatParams<T>& flat) const {
+    std::vector<bool> decay;
+    for (const std::string& name : flat.names)
+      decay.push_back(!(config_.no_weight_decay && config_.no_weight_decay(name)));
+    return decay;
+  }
 
   template <class T>
   void init(Group<T>& g, dp_detail::FlatParams<T>&& flat) {
     g.flat = std::move(flat);
-    for (const std::string& name : g.flat.names)
-      g.decay.push_back(!(config_.no_weight_decay && config_.no_weight_decay(name)));
     const index_t total = g.flat.total();
     g.share = share_of(total, comm_->size(), comm_->rank());
     g.block = share_of(total, comm_->size(), 0).count();
+    g.chunk = std::min(g.block, static_cast<index_t>(chunk_bytes_ / sizeof(T)));
     g.m.assign(static_cast<std::size_t>(g.share.count()), T(0));
     g.v.assign(g.m.size(), T(0));
+  }
+
+  template <class T>
+  std::size_t staging_bytes(const Group<T>& g) const {
+    return static_cast<std::size_t>(g.chunk) * static_cast<std::size_t>(comm_->size() + 1) * sizeof(T);
   }
 
   template <class T>
   void update(Group<T>& g, const train::AdamWCoefficients<T>& c) {
     const int ranks = comm_->size();
     for (std::size_t i = 0; i < g.flat.params.size(); ++i) dp_detail::require_gradient(g.flat, i, "ShardedAdamW");
-    g.staging.resize(static_cast<std::size_t>(g.block * ranks));
-    g.shard.resize(static_cast<std::size_t>(g.block));
     if (g.block == 0) return;
-
-    // 1. Block r of the staging holds rank r's share of the local gradient, zero-padded.
-    for (int r = 0; r < ranks; ++r) {
-      const Share s = share_of(g.flat.total(), ranks, r);
-      T* out = g.staging.data() + g.block * r;
-      dp_detail::for_each_segment(g.flat, s.begin, s.end, [&](std::size_t i, index_t lo, index_t n) {
-        out = std::copy_n(g.flat.params[i]->grad.data() + lo, n, out);
-      });
-      std::fill(out, g.staging.data() + g.block * (r + 1), T(0));
-    }
-    comm_->reduce_scatter_sum(g.staging.data(), g.shard.data(), g.block);
+    // Released when step() returns: between steps only m and v stay.
+    std::vector<T> staging(static_cast<std::size_t>(g.chunk * ranks)), shard(static_cast<std::size_t>(g.chunk));
     const T divisor = static_cast<T>(ranks);
-    for (T& x : g.shard) x /= divisor;
+    // Round j covers elements [j * chunk, j * chunk + n) of every rank's share; the same rounds
+    // and sizes on every rank, as they come from the largest share.
+    for (index_t offset = 0; offset < g.block; offset += g.chunk) {
+      const index_t n = std::min(g.chunk, g.block - offset);
+      // Elements [begin, end) of the flat vector: chunk j of rank r's share (shorter, or empty,
+      // where that share is shorter than the block).
+      auto piece = [&](int r) {
+        const Share s = share_of(g.flat.total(), ranks, r);
+        const index_t begin = std::min(s.end, s.begin + offset);
+        return Share{begin, std::min(s.end, begin + n)};
+      };
 
-    // 2. AdamW on the share, parameter by parameter (each has its own decay flag).
-    index_t k = 0;  // position in the share
-    dp_detail::for_each_segment(g.flat, g.share.begin, g.share.end, [&](std::size_t i, index_t lo, index_t n) {
-      const auto at = static_cast<std::size_t>(k);
-      train::adamw_update(g.flat.params[i]->value.data() + lo, g.shard.data() + at, g.m.data() + at, g.v.data() + at, n,
-                          c, g.decay[i]);
-      k += n;
-    });
+      // 1. Block r of the staging holds chunk j of rank r's share of the local gradient.
+      for (int r = 0; r < ranks; ++r) {
+        const Share p = piece(r);
+        T* out = staging.data() + n * r;
+        dp_detail::for_each_segment(g.flat, p.begin, p.end, [&](std::size_t i, index_t lo, index_t count) {
+          out = std::copy_n(g.flat.params[i]->grad.data() + lo, count, out);
+        });
+        std::fill(out, staging.data() + n * (r + 1), T(0));
+      }
+      comm_->reduce_scatter_sum(staging.data(), shard.data(), n);
+      for (index_t k = 0; k < n; ++k) shard[static_cast<std::size_t>(k)] /= divisor;
 
-    // 3. Every rank's updated share into every replica.
-    std::fill(g.shard.begin(), g.shard.end(), T(0));
-    T* mine = g.shard.data();
-    dp_detail::for_each_segment(g.flat, g.share.begin, g.share.end, [&](std::size_t i, index_t lo, index_t n) {
-      mine = std::copy_n(g.flat.params[i]->value.data() + lo, n, mine);
-    });
-    comm_->all_gather(g.shard.data(), g.block, g.staging.data());
-    for (int r = 0; r < ranks; ++r) {
-      if (r == comm_->rank()) continue;
-      const Share s = share_of(g.flat.total(), ranks, r);
-      const T* in = g.staging.data() + g.block * r;
-      dp_detail::for_each_segment(g.flat, s.begin, s.end, [&](std::size_t i, index_t lo, index_t n) {
-        std::copy_n(in, n, g.flat.params[i]->value.data() + lo);
-        in += n;
+      // 2. AdamW on this rank's chunk, parameter by parameter (each has its own decay flag).
+      const Share mine = piece(comm_->rank());
+      index_t k = 0;  // position in the chunk
+      dp_detail::for_each_segment(g.flat, mine.begin, mine.end, [&](std::size_t i, index_t lo, index_t count) {
+        const auto at = static_cast<std::size_t>(mine.begin - g.share.begin + k);
+        train::adamw_update(g.flat.params[i]->value.data() + lo, shard.data() + k, g.m.data() + at, g.v.data() + at,
+                            count, c, g.decay[i]);
+        k += count;
       });
+
+      // 3. Every rank's updated chunk into every replica.
+      std::fill(shard.begin(), shard.end(), T(0));
+      T* out = shard.data();
+      dp_detail::for_each_segment(g.flat, mine.begin, mine.end, [&](std::size_t i, index_t lo, index_t count) {
+        out = std::copy_n(g.flat.params[i]->value.data() + lo, count, out);
+      });
+      comm_->all_gather(shard.data(), n, staging.data());
+      for (int r = 0; r < ranks; ++r) {
+        if (r == comm_->rank()) continue;
+        const Share p = piece(r);
+        const T* in = staging.data() + n * r;
+        dp_detail::for_each_segment(g.flat, p.begin, p.end, [&](std::size_t i, index_t lo, index_t count) {
+          std::copy_n(in, count, g.flat.params[i]->value.data() + lo);
+          in += count;
+        });
+      }
     }
   }
 
   Comm* comm_;
   train::AdamWConfig config_;
+  std::size_t chunk_bytes_;
   std::int64_t steps_ = 0;
   Group<float> f32_;
   Group<double> f64_;
