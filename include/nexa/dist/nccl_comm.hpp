@@ -11,7 +11,14 @@
 // and returns without waiting: the results are ready in stream order (a copy to the host, or
 // context.synchronize(), waits for them), unlike NoComm and MpiComm, which return when done.
 // barrier() waits for the stream. all_to_allv is one NCCL group of ncclSend / ncclRecv (a rank's
-// block to itself is a device-to-device copy); every pair of ranks must agree on its counts.
+// block to itself is a device-to-device copy, enqueued outside the group); every pair of ranks
+// must agree on its counts.
+//
+// Errors and collectives: the counts of all_to_allv differ from rank to rank, so their checks
+// are agreed on first through a one-int ncclAllReduce (ncclMin of the lowest failing rank), read
+// back with a stream synchronisation: either every rank raises nexa::Error or every rank
+// proceeds. That costs all_to_allv one host wait per call. The other checks (n, root) are on
+// arguments every rank must pass equal, so they agree without communication.
 //
 // Element types: float, double, int32, int64, nexa::half and nexa::bfloat16 (sums on the 16-bit
 // types use NCCL's ncclFloat16 / ncclBfloat16 reductions).
@@ -30,7 +37,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <span>
+#include <string>
 #include <type_traits>
 
 #include "nexa/backend/cuda/check.hpp"
@@ -98,8 +107,13 @@ class NcclComm {
     NEXA_NCCL_CHECK(ncclCommInitRank(&comm_, size, id, rank));
     rank_ = rank;
     size_ = size;
-    const cudaError_t status = cudaMalloc(reinterpret_cast<void**>(&barrier_word_), sizeof(std::int32_t));
-    if (status != cudaSuccess) (void)ncclCommDestroy(comm_);
+    // The barrier sums a zero word (defined bits), and the agreement word is written before use.
+    cudaError_t status = cudaMalloc(reinterpret_cast<void**>(&scratch_), 2 * sizeof(std::int32_t));
+    if (status == cudaSuccess) status = cudaMemset(scratch_, 0, 2 * sizeof(std::int32_t));
+    if (status != cudaSuccess) {
+      if (scratch_) (void)cudaFree(scratch_);
+      (void)ncclCommDestroy(comm_);
+    }
     NEXA_CUDA_CHECK(status);
   }
 
@@ -114,9 +128,16 @@ class NcclComm {
   NcclComm(const NcclComm&) = delete;
   NcclComm& operator=(const NcclComm&) = delete;
   ~NcclComm() {
-    // A destructor must not throw: statuses are dropped.
-    if (barrier_word_) (void)cudaFree(barrier_word_);
-    if (comm_) (void)ncclCommDestroy(comm_);
+    // A destructor must not throw: statuses are dropped. Destroyed while an exception unwinds
+    // (one raised after this communicator was made), other ranks may be blocked in a collective
+    // this rank will never join: ncclCommAbort ends the pending operations instead of waiting
+    // for them, as ncclCommDestroy may.
+    if (scratch_) (void)cudaFree(scratch_);
+    if (!comm_) return;
+    if (std::uncaught_exceptions() > uncaught_at_construction_)
+      (void)ncclCommAbort(comm_);
+    else
+      (void)ncclCommDestroy(comm_);
   }
 
   [[nodiscard]] int rank() const { return rank_; }
@@ -145,30 +166,39 @@ class NcclComm {
 
   template <class T>
   void all_to_allv(const T* send, std::span<const index_t> send_counts, T* recv, std::span<const index_t> recv_counts) {
-    require(static_cast<int>(send_counts.size()) == size_ && static_cast<int>(recv_counts.size()) == size_, "NcclComm",
-            "all_to_allv expects ", size_, " send and receive counts, got ", send_counts.size(), " and ",
-            recv_counts.size());
     const auto me = static_cast<std::size_t>(rank_);
-    require(send_counts[me] == recv_counts[me], "NcclComm", "all_to_allv sends ", send_counts[me],
-            " elements to its own rank but expects to receive ", recv_counts[me]);
-    for (std::size_t r = 0; r < send_counts.size(); ++r) {
-      (void)nccl_detail::count(send_counts[r], "an all_to_allv send count");
-      (void)nccl_detail::count(recv_counts[r], "an all_to_allv receive count");
+    std::string problem;
+    if (static_cast<int>(send_counts.size()) != size_ || static_cast<int>(recv_counts.size()) != size_) {
+      problem = nexa::detail::concat("all_to_allv expects ", size_, " send and receive counts, got ",
+                                     send_counts.size(), " and ", recv_counts.size());
+    } else if (send_counts[me] != recv_counts[me]) {
+      problem = nexa::detail::concat("all_to_allv sends ", send_counts[me],
+                                     " elements to its own rank but expects to receive ", recv_counts[me]);
+    } else {
+      for (std::size_t r = 0; r < send_counts.size() && problem.empty(); ++r) {
+        if (send_counts[r] < 0)
+          problem = nexa::detail::concat("all_to_allv send count for rank ", r, " must be non-negative, got ",
+                                         send_counts[r]);
+        else if (recv_counts[r] < 0)
+          problem = nexa::detail::concat("all_to_allv receive count for rank ", r, " must be non-negative, got ",
+                                         recv_counts[r]);
+      }
     }
     const cudaStream_t s = stream();
+    agree(problem);
+
     const ncclDataType_t type = nccl_detail::datatype<T>();
-    index_t send_offset = 0, recv_offset = 0;
+    index_t send_offset = 0, recv_offset = 0, self_send = 0, self_recv = 0;
     NEXA_NCCL_CHECK(ncclGroupStart());
     // The group must be closed whatever happens inside it, or the next NCCL call on this thread
-    // would join a half-built group.
+    // would join a half-built group. Only NCCL calls go inside it (the copy to itself follows).
     try {
       for (std::size_t r = 0; r < send_counts.size(); ++r) {
         const auto sc = static_cast<std::size_t>(send_counts[r]), rc = static_cast<std::size_t>(recv_counts[r]);
         const int peer = static_cast<int>(r);
         if (r == me) {
-          if (sc)
-            NEXA_CUDA_CHECK(
-                cudaMemcpyAsync(recv + recv_offset, send + send_offset, sc * sizeof(T), cudaMemcpyDeviceToDevice, s));
+          self_send = send_offset;
+          self_recv = recv_offset;
         } else {
           if (sc) NEXA_NCCL_CHECK(ncclSend(send + send_offset, sc, type, peer, comm_, s));
           if (rc) NEXA_NCCL_CHECK(ncclRecv(recv + recv_offset, rc, type, peer, comm_, s));
@@ -181,6 +211,8 @@ class NcclComm {
       throw;
     }
     NEXA_NCCL_CHECK(ncclGroupEnd());
+    if (const auto n = static_cast<std::size_t>(send_counts[me]))
+      NEXA_CUDA_CHECK(cudaMemcpyAsync(recv + self_recv, send + self_send, n * sizeof(T), cudaMemcpyDeviceToDevice, s));
   }
 
   template <class T>
@@ -193,11 +225,26 @@ class NcclComm {
   // Returns once every rank has reached it and this rank's earlier collectives have completed.
   void barrier() {
     const cudaStream_t s = stream();
-    NEXA_NCCL_CHECK(ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, s));
+    NEXA_NCCL_CHECK(ncclAllReduce(scratch_, scratch_, 1, ncclInt32, ncclSum, comm_, s));
     NEXA_CUDA_CHECK(cudaStreamSynchronize(s));
   }
 
  private:
+  // Raises nexa::Error on every rank if `problem` is set on any: the lowest failing rank is
+  // found with a one-int all-reduce and read back on the host.
+  void agree(const std::string& problem) {
+    const cudaStream_t s = stream();
+    std::int32_t first_bad = problem.empty() ? size_ : rank_;
+    NEXA_CUDA_CHECK(cudaMemcpyAsync(scratch_ + 1, &first_bad, sizeof first_bad, cudaMemcpyHostToDevice, s));
+    NEXA_NCCL_CHECK(ncclAllReduce(scratch_ + 1, scratch_ + 1, 1, ncclInt32, ncclMin, comm_, s));
+    NEXA_CUDA_CHECK(cudaMemcpyAsync(&first_bad, scratch_ + 1, sizeof first_bad, cudaMemcpyDeviceToHost, s));
+    NEXA_CUDA_CHECK(cudaStreamSynchronize(s));
+    if (!problem.empty()) throw Error(nexa::detail::concat("NcclComm: ", problem));
+    if (first_bad < size_)
+      throw Error(nexa::detail::concat("NcclComm: all_to_allv was called with invalid counts on rank ", first_bad,
+                                       " (another rank's counts were invalid; this rank's were fine)"));
+  }
+
   template <class Host>
   static ncclUniqueId shared_id(Host& host) {
     std::int32_t words[1 + nccl_detail::id_words] = {};
@@ -224,7 +271,8 @@ class NcclComm {
   }
 
   ncclComm_t comm_ = nullptr;
-  std::int32_t* barrier_word_ = nullptr;  // device scratch for barrier()
+  std::int32_t* scratch_ = nullptr;  // device words: [0] barrier() sums it, [1] agree()'s flag
+  int uncaught_at_construction_ = std::uncaught_exceptions();
   int rank_ = 0;
   int size_ = 1;
   int device_ = 0;
