@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "module_support.hpp"
@@ -11,6 +12,7 @@
 #include "nexa/train/adamw.hpp"
 #include "nexa/train/loss.hpp"
 #include "nexa/train/loss_scaler.hpp"
+#include "nexa/train/master_weights.hpp"
 
 using namespace nexa_test;
 using nexa::Tensor;
@@ -142,4 +144,64 @@ TEST_CASE("cuda DynamicLossScaler unscales device gradients and skips the step o
   CHECK(gpu.weight.value.to_host() == before);
   CHECK(gpu_opt.steps() == 1);
   CHECK(gpu_scaler.scale() == 512.0);
+}
+
+namespace {
+// A bf16 weight and an fp32 bias on device D.
+template <class D>
+struct MixedLinear {
+  nexa::Param<nexa::bfloat16, D> weight;
+  nexa::Param<float, D> bias;
+  template <class F>
+  void visit_params(F&& f, const std::string& prefix = "") {
+    f(nexa::join_name(prefix, "weight"), weight);
+    f(nexa::join_name(prefix, "bias"), bias);
+  }
+};
+
+template <class D>
+MixedLinear<D> make_mixed(const Tensor<nexa::bfloat16>& w, const Tensor<float>& b) {
+  return {nexa::Param<nexa::bfloat16, D>(w.template to<D>()), nexa::Param<float, D>(b.template to<D>())};
+}
+}  // namespace
+
+TEST_CASE("cuda MasterWeights: bf16 parameters with fp32 masters train as on the CPU") {
+  nexa::Rng rng(103);
+  const index_t n = 4099;
+  const auto w = nexa::ops::cast_to<nexa::bfloat16>(Tensor<float>::randn({n}, rng).cview());
+  const auto b = Tensor<float>::randn({7}, rng);
+  auto cpu = make_mixed<nexa::cpu>(w, b);
+  auto gpu = make_mixed<nexa::cuda>(w, b);
+  nexa::train::MasterWeights<nexa::cpu> cpu_masters(cpu);
+  nexa::train::MasterWeights<nexa::cuda> gpu_masters(gpu);
+  nexa::train::AdamW cpu_opt(cpu_masters, {.lr = 1e-2});
+  nexa::train::AdamW gpu_opt(gpu_masters, {.lr = 1e-2});
+  for (int step = 0; step < 3; ++step) {
+    const auto gw = nexa::ops::cast_to<nexa::bfloat16>(Tensor<float>::randn({n}, rng).cview());
+    const auto gb = Tensor<float>::randn({7}, rng);
+    cpu.weight.grad = gw;
+    cpu.bias.grad = gb;
+    gpu.weight.grad = gw.to<nexa::cuda>();
+    gpu.bias.grad = on_device(gb);
+    cpu_masters.gradients_to_master();
+    gpu_masters.gradients_to_master();
+    cpu_opt.step();
+    gpu_opt.step();
+    cpu_masters.weights_to_model();
+    gpu_masters.weights_to_model();
+  }
+  std::vector<std::vector<float>> want, got;
+  cpu_masters.visit_params([&](const std::string&, nexa::Param<float>& p) { want.push_back(p.value.to_host()); });
+  gpu_masters.visit_params(
+      [&](const std::string&, nexa::Param<float, nexa::cuda>& p) { got.push_back(p.value.to_host()); });
+  REQUIRE(got.size() == 2);
+  CHECK(rel_error(got[0], want[0]) < tolerance<float>());
+  CHECK(rel_error(got[1], want[1]) < tolerance<float>());
+  // The bf16 copies are the masters rounded: equal to the CPU's except where a master differs in
+  // its last bits right at a rounding boundary, so compare as floats with the bf16 tolerance.
+  const auto widen = [](const std::vector<nexa::bfloat16>& v) { return std::vector<float>(v.begin(), v.end()); };
+  CHECK(rel_error(widen(gpu.weight.value.to_host()), widen(cpu.weight.value.to_host())) < 1e-2);
+  std::vector<nexa::bfloat16> rounded(got[0].size());
+  for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = nexa::bfloat16(got[0][i]);
+  CHECK(bitwise_equal(gpu.weight.value.to_host(), rounded));
 }
