@@ -23,9 +23,14 @@
 
 namespace {
 
-[[noreturn]] void abort_job() {
+// Says why on stderr (tests/CMakeLists.txt's self-tests look for this line: OpenMPI's own abort
+// message can be lost when another rank has already finalised) and ends the job.
+[[noreturn]] void abort_job(const char* why) {
+  int rank = -1;
+  (void)MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   std::cout.flush();
   std::cerr.flush();
+  std::fprintf(stderr, "nexa mpi test driver: rank %d %s, aborting the job\n", rank, why);
   std::fflush(nullptr);
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::abort();  // MPI_Abort does not return; this is for the compiler
@@ -57,7 +62,7 @@ struct AbortOnFatalFailure : doctest::IReporter {
 
  private:
   void abort_if_fatal() const {
-    if (fatal_) abort_job();
+    if (fatal_) abort_job("had a failed REQUIRE, an exception or a crash");
   }
   bool fatal_ = false;
 };
@@ -97,7 +102,7 @@ int main(int argc, char** argv) {
     failed = context.run();
     if (context.shouldExit()) return failed;
     // MPI_Finalize would wait for ranks that passed; mpirun must see this one fail.
-    if (failed != 0) abort_job();
+    if (failed != 0) abort_job("had failures");
   }
   return 0;
 }
