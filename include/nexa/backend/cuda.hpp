@@ -21,6 +21,7 @@
 #include "nexa/backend/cuda/activation.hpp"
 #include "nexa/backend/cuda/adamw.hpp"
 #include "nexa/backend/cuda/allocator.hpp"
+#include "nexa/backend/cuda/aux_loss.hpp"
 #include "nexa/backend/cuda/buffer.hpp"
 #include "nexa/backend/cuda/check.hpp"
 #include "nexa/backend/cuda/context.hpp"

@@ -11,6 +11,7 @@
 #include "nexa/core/scalar.hpp"
 #include "nexa/moe/aux_loss.hpp"
 #include "nexa/moe/config.hpp"
+#include "nexa/ops/elementwise.hpp"
 #include "nexa/ops/routing.hpp"
 
 namespace nexa {
@@ -95,12 +96,14 @@ template <class A, class D>
   return d_logits;
 }
 
-// x viewed as [rows, cols] and converted to U (a plain copy when the types agree).
+// x viewed as [rows, cols] and converted to U (a plain copy when the types agree), on x's device.
 template <class U, class T, class D>
 [[nodiscard]] Tensor<U, D> convert_rows(TensorView<const T, D> x) {
-  static_assert(std::same_as<D, cpu>, "convert_rows: CPU only so far");
   auto out = Tensor<U, D>::uninitialized({x.rows(), x.cols()});
-  for (index_t i = 0; i < x.numel(); ++i) out.data()[i] = static_cast<U>(x.data()[i]);
+  if constexpr (std::same_as<U, T>)
+    ops::copy(x, out.view().reshaped(x.shape()));
+  else
+    ops::cast(x, out.view().reshaped(x.shape()));
   return out;
 }
 
@@ -111,7 +114,7 @@ template <class U, class A, class D>
     return x;
   } else {
     auto out = Tensor<U, D>::uninitialized(x.shape());
-    for (index_t i = 0; i < x.numel(); ++i) out.data()[i] = static_cast<U>(x.data()[i]);
+    ops::cast(x.cview(), out.view());
     return out;
   }
 }
