@@ -1,5 +1,5 @@
 // GroupedGemmKernel<cuda> (one cuBLAS grouped launch) against the CPU's grouped GEMM, in float,
-// double and bfloat16, with empty experts and an empty inner dimension among the problems.
+// double, bfloat16 and half, with empty experts and an empty inner dimension among the problems.
 #include <tuple>
 
 // support.hpp first: it brings in nexa/backend/cuda.hpp, which keeps Eigen host-only.
@@ -85,6 +85,8 @@ TEST_CASE("cuda grouped gemm matches the CPU in double") { grouped_suite<double,
 TEST_CASE("cuda grouped gemm in bfloat16 matches the CPU's fp32 grouped gemm") {
   grouped_suite<nexa::bfloat16, float>(53);
 }
+
+TEST_CASE("cuda grouped gemm in half matches the CPU's fp32 grouped gemm") { grouped_suite<nexa::half, float>(56); }
 
 TEST_CASE("cuda grouped_gemm_rows runs each expert's rows against its weight, as on the CPU") {
   nexa::Rng rng(54);
