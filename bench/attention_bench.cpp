@@ -5,7 +5,8 @@
 // encoders (Stack<PreLNBlock<Attn, T5FFN<Relu>>>, T5 relative bias) plain and Checkpointed: a
 // 20,000-token sequence through 2 flash-attention blocks, and 4 full-attention blocks at 4096.
 //   nexa_bench_attention [--json] [--quick] [--max-n N] [--variants full,local_global,flash,encoder]
-//                        [--threads N]
+//                        [--threads N] [--device cpu|cuda]
+// --device cuda runs the GPU flash-attention kernels instead (bench/cuda/attention_cuda.cu).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,6 +26,7 @@
 
 #include "alloc_tracker.hpp"  // replaces operator new/delete in this executable: include in this TU only
 #include "bench_util.hpp"
+#include "device_option.hpp"
 #include "nexa/attention/flash_attention.hpp"
 #include "nexa/attention/full_attention.hpp"
 #include "nexa/attention/local_global_attention.hpp"
@@ -382,7 +384,7 @@ std::set<std::string> split_list(const std::string& s) {
 
 int usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--json] [--quick] [--max-n N] [--variants LIST] [--threads N]\n"
+               "usage: %s [--json] [--quick] [--max-n N] [--variants LIST] [--threads N] [--device cpu|cuda]\n"
                "  LIST: comma-separated of full, local_global, flash, encoder (default: all)\n",
                argv0);
   return 2;
@@ -394,6 +396,7 @@ int main(int argc, char** argv) {
   bool json = false, quick = false;
   index_t max_n = 20000;
   std::set<std::string> variants{"full", "local_global", "flash", "encoder"};
+  std::string device = "cpu";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--json") {
@@ -407,6 +410,9 @@ int main(int argc, char** argv) {
       variants = split_list(argv[++i]);
       for (const auto& v : variants)
         if (v != "full" && v != "local_global" && v != "flash" && v != "encoder") return usage(argv[0]);
+    } else if (arg == "--device" && i + 1 < argc) {
+      device = argv[++i];
+      if (device != "cpu" && device != "cuda") return usage(argv[0]);
     } else if (arg == "--threads" && i + 1 < argc) {
       const int threads = std::atoi(argv[++i]);
       if (threads <= 0) return usage(argv[0]);
@@ -416,6 +422,10 @@ int main(int argc, char** argv) {
     } else {
       return usage(argv[0]);
     }
+  }
+  if (device == "cuda") {
+    return nexa::bench::run_on_cuda(argv[0], [](const auto& o) { return nexa::bench::attention_bench_cuda(o); },
+                                    {.json = json, .quick = quick, .max_n = max_n});
   }
   if (quick) max_n = std::min<index_t>(max_n, 2048);
   std::vector<index_t> sizes;

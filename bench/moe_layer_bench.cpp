@@ -1,11 +1,13 @@
 // nexa_bench_moe_layer: MoE layer forward and forward+backward throughput against a plain GEMM
 // of the same FLOPs, measured in the same run.
-//   nexa_bench_moe_layer [--json] [--quick]
+//   nexa_bench_moe_layer [--json] [--quick] [--device cpu|cuda]
+// --device cuda runs the GPU shapes instead (bench/cuda/moe_layer_cuda.cu).
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "bench_util.hpp"
+#include "device_option.hpp"
 #include "nexa/moe.hpp"
 
 namespace {
@@ -109,15 +111,23 @@ void run_router(const char* name, const Shape& s, bool json) {
 
 int main(int argc, char** argv) {
   bool json = false, quick = false;
+  std::string device = "cpu";
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--json") == 0)
+    if (std::strcmp(argv[i], "--json") == 0) {
       json = true;
-    else if (std::strcmp(argv[i], "--quick") == 0)
+    } else if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
-    else {
-      std::fprintf(stderr, "usage: %s [--json] [--quick]\n", argv[0]);
+    } else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc &&
+               (std::strcmp(argv[i + 1], "cpu") == 0 || std::strcmp(argv[i + 1], "cuda") == 0)) {
+      device = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--json] [--quick] [--device cpu|cuda]\n", argv[0]);
       return 2;
     }
+  }
+  if (device == "cuda") {
+    return nexa::bench::run_on_cuda(argv[0], [](const auto& o) { return nexa::bench::moe_layer_bench_cuda(o); },
+                                    {.json = json, .quick = quick});
   }
   const nexa::index_t tokens = quick ? 512 : 4096;
   try {

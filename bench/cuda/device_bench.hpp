@@ -1,0 +1,19 @@
+#pragma once
+// The GPU halves of nexa_bench_moe_layer and nexa_bench_attention (`--device cuda`). They live in
+// .cu files compiled only when the project is configured with CUDA (NEXA_BENCH_CUDA defined);
+// without it, `--device cuda` says so and exits with an error.
+#include <cstdint>
+
+namespace nexa::bench {
+
+struct DeviceBenchOptions {
+  bool json = false;
+  bool quick = false;      // smaller shapes, fewer repetitions: a smoke run
+  std::int64_t max_n = 0;  // attention: longest sequence (0: the default list)
+};
+
+// Each returns a process exit code (0: ran; 1: no usable GPU or a CUDA error, with the reason on stderr).
+int moe_layer_bench_cuda(const DeviceBenchOptions& options);
+int attention_bench_cuda(const DeviceBenchOptions& options);
+
+}  // namespace nexa::bench

@@ -1,0 +1,105 @@
+// nexa_bench_moe_layer --device cuda: the MoE layer's forward and forward+backward on the GPU at
+// the foundation shape scaled up (T = 16384, d_model 1024, d_ff 4096, E = 8 and 64, top-2), in
+// bf16 and fp32, as ratios to a cuBLAS GEMM of the experts' aggregate shape in the same dtype,
+// timed in the same run. Also reports the caching allocator's cudaMalloc calls during the timed
+// steps (after warm-up there should be none).
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "device_bench.hpp"
+#include "gpu_timer.hpp"
+#include "nexa/backend/cuda.hpp"
+#include "nexa/moe/moe_layer.hpp"
+#include "nexa/moe/t5_ffn.hpp"
+#include "nexa/moe/topk_router.hpp"
+
+namespace nexa::bench {
+namespace {
+
+struct MoEShape {
+  index_t tokens, d_model, d_ff, experts;
+};
+
+template <class T>
+const char* dtype_name() {
+  if constexpr (std::is_same_v<T, bfloat16>)
+    return "bf16";
+  else
+    return "fp32";
+}
+
+template <class T>
+void run_shape(const MoEShape& s, const DeviceBenchOptions& options) {
+  constexpr int k = 2;
+  using Layer = MoELayer<TopKRouter<k>, T5FFN<Relu>, NoShared, cuda, T>;
+  Rng rng(1);
+  Layer layer({.d_model = s.d_model, .d_ff = s.d_ff, .num_experts = s.experts}, rng);
+  const auto x = Tensor<T, cuda>::randn({s.tokens, s.d_model}, rng);
+  const auto dy = Tensor<T, cuda>::randn({s.tokens, s.d_model}, rng, 1e-3);
+  typename Layer::Cache cache;
+  // The reference: one GEMM at the experts' aggregate shape, [tokens * k, d] x [d, d_ff].
+  const auto a = Tensor<T, cuda>::randn({s.tokens * k, s.d_model}, rng);
+  const auto b = Tensor<T, cuda>::randn({s.d_ff, s.d_model}, rng);
+  auto c = Tensor<T, cuda>::uninitialized({s.tokens * k, s.d_ff});
+
+  const auto& allocator = cuda_backend::current_context().allocator();
+  const int reps = options.quick ? 2 : 5, rounds = options.quick ? 3 : 5;
+  std::size_t mallocs_before = 0;
+  const auto t =
+      gpu_interleaved_seconds({
+                                  [&] { ops::gemm(a, Trans::N, b, Trans::T, c); },
+                                  [&] { (void)layer.forward(x.cview(), cache); },
+                                  [&] {
+                                    (void)layer.forward(x.cview(), cache);
+                                    (void)layer.backward(dy.cview(), cache);
+                                  },
+                                  // Marks the end of warm-up for the allocator count (runs first in every round).
+                                  [&] {
+                                    if (mallocs_before == 0) mallocs_before = allocator->stats().raw_allocations;
+                                  },
+                              },
+                              reps, rounds);
+  const std::size_t mallocs_timed = allocator->stats().raw_allocations - mallocs_before;
+
+  const double gemm_flops = 2.0 * static_cast<double>(s.tokens * k) * static_cast<double>(s.d_model * s.d_ff);
+  const double fwd_flops = 2.0 * gemm_flops;  // two expert GEMMs (wi, wo)
+  const double gemm = gemm_flops / t[0] * 1e-9, fwd = fwd_flops / t[1] * 1e-9, fwdbwd = 3.0 * fwd_flops / t[2] * 1e-9;
+  if (options.json) {
+    std::printf(
+        "{\"device\": \"cuda\", \"dtype\": \"%s\", \"tokens\": %lld, \"d_model\": %lld, \"d_ff\": %lld, "
+        "\"experts\": %lld, \"k\": %d, \"seconds_fwd\": %.6f, \"seconds_fwdbwd\": %.6f, \"fwd_tflops\": %.2f, "
+        "\"fwdbwd_tflops\": %.2f, \"gemm_tflops\": %.2f, \"fwd_gemm_ratio\": %.3f, \"fwdbwd_gemm_ratio\": %.3f, "
+        "\"cuda_mallocs_after_warmup\": %zu}\n",
+        dtype_name<T>(), static_cast<long long>(s.tokens), static_cast<long long>(s.d_model),
+        static_cast<long long>(s.d_ff), static_cast<long long>(s.experts), k, t[1], t[2], fwd * 1e-3, fwdbwd * 1e-3,
+        gemm * 1e-3, fwd / gemm, fwdbwd / gemm, mallocs_timed);
+  } else {
+    std::printf(
+        "%s T=%lld d=%lld d_ff=%lld E=%lld top-%d: fwd %.2f ms %.1f TFLOP/s (%.2fx gemm)  fwd+bwd %.2f ms %.1f "
+        "TFLOP/s (%.2fx gemm)  gemm %.1f TFLOP/s  cudaMalloc after warm-up: %zu\n",
+        dtype_name<T>(), static_cast<long long>(s.tokens), static_cast<long long>(s.d_model),
+        static_cast<long long>(s.d_ff), static_cast<long long>(s.experts), k, t[1] * 1e3, fwd * 1e-3, fwd / gemm,
+        t[2] * 1e3, fwdbwd * 1e-3, fwdbwd / gemm, gemm * 1e-3, mallocs_timed);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int moe_layer_bench_cuda(const DeviceBenchOptions& options) {
+  if (!gpu_available()) return 1;
+  try {
+    const index_t tokens = options.quick ? 2048 : 16384, d = options.quick ? 256 : 1024;
+    for (const index_t experts : {index_t{8}, index_t{64}}) {
+      const MoEShape s{tokens, d, 4 * d, experts};
+      run_shape<float>(s, options);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nexa_bench_moe_layer --device cuda: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace nexa::bench
