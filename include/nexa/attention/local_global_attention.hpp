@@ -167,7 +167,8 @@ struct LocalGlobalScores {
                   local_global_detail::zeroed_scratch<T>(saved.global_columns.numel()),
                   local_global_detail::zeroed_scratch<T>(saved.global_rows.numel())};
     const index_t blocks = block_count(S), tasks = B * H * blocks;
-    const bool parallel = tasks > 1 && work(p, band, G) > parallel_grain;
+    // Unused where OpenMP is off (a vendored build without -fopenmp): the loops then run serially.
+    [[maybe_unused]] const bool parallel = tasks > 1 && work(p, band, G) > parallel_grain;
     // Pass 1, per query block: score gradients and dq (each query belongs to one block).
     NEXA_PARALLEL_FOR_IF(parallel)
     for (index_t task = 0; task < tasks; ++task)
