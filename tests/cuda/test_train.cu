@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "module_support.hpp"
+#include "nexa/moe/t5_ffn.hpp"
 #include "nexa/nn/linear.hpp"
+#include "nexa/nn/rms_norm.hpp"
 #include "nexa/train/adamw.hpp"
 #include "nexa/train/loss.hpp"
 #include "nexa/train/loss_scaler.hpp"
@@ -204,4 +206,71 @@ TEST_CASE("cuda MasterWeights: bf16 parameters with fp32 masters train as on the
   std::vector<nexa::bfloat16> rounded(got[0].size());
   for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = nexa::bfloat16(got[0][i]);
   CHECK(bitwise_equal(gpu.weight.value.to_host(), rounded));
+}
+
+namespace {
+// RMSNorm -> gated T5 FFN (with dropout) -> Linear classifier: a small model built from the
+// device-ready modules, trained with cross-entropy and AdamW.
+template <class D>
+struct SmallClassifier {
+  nexa::RMSNorm<float, D> norm;
+  nexa::T5FFN<nexa::GatedGelu, float, D> ffn;
+  nexa::Linear<float, D> head;
+
+  explicit SmallClassifier(std::uint64_t seed) : SmallClassifier(nexa::Rng(seed)) {}
+  explicit SmallClassifier(nexa::Rng rng)
+      : norm({.dim = 24}, rng),
+        ffn({.d_model = 24, .d_ff = 40, .dropout = 0.1}, rng),
+        head({.in_features = 24, .out_features = 11, .bias = true}, rng) {}
+
+  // One forward and backward; returns the loss (gradients accumulate in the parameters).
+  double train_step(const nexa::Tensor<float, D>& x, const nexa::Tensor<std::int32_t, D>& targets) {
+    typename nexa::RMSNorm<float, D>::Cache norm_cache;
+    typename nexa::T5FFN<nexa::GatedGelu, float, D>::Cache ffn_cache;
+    typename nexa::Linear<float, D>::Cache head_cache;
+    auto h = ffn.forward(norm.forward(x.cview(), norm_cache), ffn_cache);
+    auto [loss, dlogits] = nexa::train::cross_entropy(head.forward(std::move(h), head_cache), targets);
+    const auto dh = head.backward(dlogits.cview(), head_cache);
+    (void)norm.backward(ffn.backward(dh.cview(), ffn_cache).cview(), norm_cache);
+    return loss;
+  }
+
+  template <class F>
+  void visit_params(F&& f, const std::string& prefix = "") {
+    norm.visit_params(f, nexa::join_name(prefix, "norm"));
+    ffn.visit_params(f, nexa::join_name(prefix, "ffn"));
+    head.visit_params(f, nexa::join_name(prefix, "head"));
+  }
+};
+}  // namespace
+
+TEST_CASE("cuda training steps of a small RMSNorm + T5FFN + Linear classifier match the CPU") {
+  SmallClassifier<nexa::cpu> cpu(104);
+  SmallClassifier<nexa::cuda> gpu(104);
+  nexa::train::AdamW cpu_opt(cpu, {.lr = 1e-2});
+  nexa::train::AdamW gpu_opt(gpu, {.lr = 1e-2});
+  nexa::Rng rng(105);
+  for (int step = 0; step < 3; ++step) {
+    CAPTURE(step);
+    const auto x = Tensor<float>::randn({53, 24}, rng);
+    std::vector<std::int32_t> labels(53);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int32_t>((i * 7 + step) % 11);
+    labels[5] = -100;
+    const auto targets = Tensor<std::int32_t>::from_host({53}, labels);
+    cpu_opt.zero_grad();
+    gpu_opt.zero_grad();
+    const double want = cpu.train_step(x, targets);
+    const double got = gpu.train_step(on_device(x), on_device(targets));
+    CHECK(std::abs(got - want) < 1e-5 * std::abs(want));
+    check_grads<float>(cpu, gpu, tolerance<float>());
+    cpu_opt.step();
+    gpu_opt.step();
+  }
+  std::vector<std::vector<float>> want;
+  cpu.visit_params([&](const std::string&, nexa::Param<float>& p) { want.push_back(p.value.to_host()); });
+  std::size_t i = 0;
+  gpu.visit_params([&](const std::string& name, nexa::Param<float, nexa::cuda>& p) {
+    CAPTURE(name);
+    CHECK(rel_error(p.value.to_host(), want[i++]) < tolerance<float>());
+  });
 }
