@@ -23,11 +23,17 @@
 //   template <class T, class D> static void backward(const AttentionProblem<T, D>&, const Saved<T, D>&,
 //                                                    const T* d_context, AttentionGrads<T>);
 // with q, k, v, context and their gradients laid out [B, heads, S, head_dim].
+//
+// Devices: the head split/merge is LayoutKernel<D> and masks stay where the tensors live (checked
+// on a host copy), so a policy that sets runs_on_device (FlashScores, whose core is then
+// FlashAttentionKernel<D>) runs with D = cuda; the others compute on the host and are CPU-only.
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "nexa/backend/cpu/layout.hpp"
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/scalar.hpp"
@@ -35,8 +41,16 @@
 #include "nexa/nn/dropout.hpp"
 #include "nexa/nn/linear.hpp"
 #include "nexa/ops/elementwise.hpp"
+#include "nexa/ops/layout_fwd.hpp"
 
 namespace nexa {
+
+// A policy that runs with D other than cpu says so (static constexpr bool runs_on_device = true):
+// its core then calls device kernels instead of host loops.
+template <class Scores>
+inline constexpr bool attention_runs_on_device = requires {
+  requires Scores::runs_on_device;
+};
 
 struct AttentionConfig {
   index_t hidden = 0;     // width of the input x
@@ -92,7 +106,9 @@ struct AttentionGrads {
 
 template <class Scores, class T = float, class D = cpu>
 class Attention {
-  static_assert(std::same_as<D, cpu>, "Attention: only the CPU backend implements it yet");
+  static_assert(std::same_as<D, cpu> || attention_runs_on_device<Scores>,
+                "Attention: on a device other than cpu only FlashScores runs (FullScores and "
+                "LocalGlobalScores compute their cores with host loops)");
 
  public:
   using Config = AttentionConfig;
@@ -243,29 +259,15 @@ class Attention {
 
   // [B, S, heads * dh] -> [B, heads, S, dh]
   [[nodiscard]] Tensor<T, D> split_heads(TensorView<const T, D> x, index_t B, index_t S) const {
-    const index_t H = config_.heads, dh = config_.head_dim;
-    auto out = Tensor<T, D>::uninitialized({B, H, S, dh});
-    const T* src = x.data();
-    T* dst = out.data();
-    NEXA_PARALLEL_FOR_IF(x.numel() > parallel_grain)
-    for (index_t bs = 0; bs < B * S; ++bs) {
-      const index_t b = bs / S, s = bs % S;
-      for (index_t h = 0; h < H; ++h) std::copy_n(src + bs * H * dh + h * dh, dh, dst + ((b * H + h) * S + s) * dh);
-    }
+    auto out = Tensor<T, D>::uninitialized({B, config_.heads, S, config_.head_dim});
+    LayoutKernel<D>::split_heads(B, S, config_.heads, config_.head_dim, x.data(), out.data());
     return out;
   }
 
   // [B, heads, S, dh] -> [B, S, heads * dh]
   [[nodiscard]] Tensor<T, D> merge_heads(TensorView<const T, D> x, index_t B, index_t S) const {
-    const index_t H = config_.heads, dh = config_.head_dim;
-    auto out = Tensor<T, D>::uninitialized({B, S, H * dh});
-    const T* src = x.data();
-    T* dst = out.data();
-    NEXA_PARALLEL_FOR_IF(x.numel() > parallel_grain)
-    for (index_t bs = 0; bs < B * S; ++bs) {
-      const index_t b = bs / S, s = bs % S;
-      for (index_t h = 0; h < H; ++h) std::copy_n(src + ((b * H + h) * S + s) * dh, dh, dst + bs * H * dh + h * dh);
-    }
+    auto out = Tensor<T, D>::uninitialized({B, S, config_.heads * config_.head_dim});
+    LayoutKernel<D>::merge_heads(B, S, config_.heads, config_.head_dim, x.data(), out.data());
     return out;
   }
 
@@ -277,9 +279,17 @@ class Attention {
   void check_flags(TensorView<const std::int32_t, D> flags, index_t B, index_t S, const char* what) const {
     if (flags.empty()) return;
     require_shape(flags, Shape{B, S}, Scores::name, what);
+    // Device flags are checked on a host copy: O(B * S), once per forward.
+    std::vector<std::int32_t> host;
+    const std::int32_t* values = flags.data();
+    if constexpr (!std::same_as<D, cpu>) {
+      host.resize(static_cast<std::size_t>(flags.numel()));
+      detail::Transfer<D>::to_host(host.data(), flags.data(), host.size());
+      values = host.data();
+    }
     for (index_t i = 0; i < flags.numel(); ++i)
-      require(flags.data()[i] == 0 || flags.data()[i] == 1, Scores::name, what, " values must be 0 or 1, got ",
-              flags.data()[i], " at flat index ", i);
+      require(values[i] == 0 || values[i] == 1, Scores::name, what, " values must be 0 or 1, got ", values[i],
+              " at flat index ", i);
   }
   void check_bias(TensorView<const T, D> bias, index_t S) const {
     if (bias.empty()) return;

@@ -35,6 +35,8 @@
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/scalar.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/ops/elementwise.hpp"
+#include "nexa/ops/flash_attention_fwd.hpp"
 #include "nexa/ops/gemm.hpp"
 
 namespace nexa {
@@ -167,6 +169,8 @@ template <index_t BlockQ = 64, index_t BlockK = 64>
 struct FlashScores {
   static_assert(BlockQ > 0 && BlockK > 0, "FlashScores: block sizes must be positive");
   static constexpr const char* name = "FlashAttention";
+  // With D other than cpu the core is FlashAttentionKernel<D> (backend/cuda/flash_attention.hpp).
+  static constexpr bool runs_on_device = true;
 
   template <class T, class D>
   struct Saved {
@@ -176,6 +180,65 @@ struct FlashScores {
 
   template <class T, class D>
   static void forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
+    if constexpr (!std::same_as<D, cpu>) {
+      device_forward(p, saved, context);
+    } else {
+      host_forward(p, saved, context);
+    }
+  }
+
+  template <class T, class D>
+  static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
+                       AttentionGrads<T> g) {
+    check_saved(p, saved);
+    if constexpr (!std::same_as<D, cpu>) {
+      FlashAttentionKernel<D>::backward(device_args(p), saved.output.data(), saved.logsumexp.data(), dcontext, g.dq,
+                                        g.dk, g.dv, g.d_relative_bias);
+    } else {
+      host_backward(p, saved, dcontext, g);
+    }
+  }
+
+ private:
+  template <class T, class D>
+  static void check_saved(const AttentionProblem<T, D>& p, const Saved<T, D>& saved) {
+    const index_t B = p.batch, H = p.heads, S = p.seq, dh = p.head_dim;
+    require(saved.output.shape() == Shape{B, H, S, dh} && saved.logsumexp.shape() == Shape{B, H, S}, name,
+            "backward needs the saved state of a forward on this problem: output ", Shape{B, H, S, dh},
+            " and logsumexp ", Shape{B, H, S}, ", got ", saved.output.shape(), " and ", saved.logsumexp.shape());
+  }
+
+  template <class T, class D>
+  static FlashAttentionArgs<T> device_args(const AttentionProblem<T, D>& p) {
+    // The device kernels apply no dropout: attention dropout would change which entries they sum.
+    require(!p.dropout_applied(), name,
+            "attention dropout is not implemented on this device: expected dropout 0 or set_training(false), got "
+            "an applied dropout call");
+    return {.batch = p.batch,
+            .heads = p.heads,
+            .seq = p.seq,
+            .head_dim = p.head_dim,
+            .q = p.q,
+            .k = p.k,
+            .v = p.v,
+            .padding = p.padding,
+            .relative_bias = p.relative_bias,
+            .scale = p.scale,
+            .causal = p.causal};
+  }
+
+  // The kernel writes the saved output; the context is its copy (the module owns both).
+  template <class T, class D>
+  static void device_forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
+    const FlashAttentionArgs<T> args = device_args(p);
+    saved.output = Tensor<T, D>::uninitialized({p.batch, p.heads, p.seq, p.head_dim});
+    saved.logsumexp = Tensor<acc_t<T>, D>::uninitialized({p.batch, p.heads, p.seq});
+    FlashAttentionKernel<D>::forward(args, saved.output.data(), saved.logsumexp.data());
+    ops::copy(saved.output.cview(), TensorView<T, D>(context, saved.output.shape()));
+  }
+
+  template <class T, class D>
+  static void host_forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     static_assert(std::same_as<T, acc_t<T>>, "FlashAttention: tiles are computed in T, which must be float or double");
     const index_t B = p.batch, H = p.heads, S = p.seq, dh = p.head_dim;
     const index_t q_blocks = flash_detail::ceil_div(S, BlockQ);
@@ -196,13 +259,10 @@ struct FlashScores {
   }
 
   template <class T, class D>
-  static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
-                       AttentionGrads<T> g) {
+  static void host_backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
+                            AttentionGrads<T> g) {
     static_assert(std::same_as<T, acc_t<T>>, "FlashAttention: tiles are computed in T, which must be float or double");
     const index_t B = p.batch, H = p.heads, S = p.seq, dh = p.head_dim, R = 2 * S - 1;
-    require(saved.output.shape() == Shape{B, H, S, dh} && saved.logsumexp.shape() == Shape{B, H, S}, name,
-            "backward needs the saved state of a forward on this problem: output ", Shape{B, H, S, dh},
-            " and logsumexp ", Shape{B, H, S}, ", got ", saved.output.shape(), " and ", saved.logsumexp.shape());
     const flash_detail::KeyLayout keys = flash_detail::key_layout(p, BlockK);
     std::vector<T> bias_partial(g.d_relative_bias ? static_cast<std::size_t>(B * H * R) : 0, T(0));
     NEXA_PARALLEL_FOR_IF(B * H > 1 && B * H * S * S * dh > parallel_grain)
@@ -212,7 +272,6 @@ struct FlashScores {
     if (g.d_relative_bias) attention_detail::reduce_bias_grad(bias_partial, B, H, S, g.d_relative_bias);
   }
 
- private:
   // One query block [i0, i0 + nq) of head (b, h): writes its rows of saved.output and logsumexp.
   // keys_t: the head's key blocks transposed (transpose_key_blocks).
   template <class T, class D>
