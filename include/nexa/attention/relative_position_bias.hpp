@@ -17,6 +17,9 @@
 // layers' d(position_bias) [heads, 2S - 1] and call backward once with that sum. The parameter is
 // named "relative_attention_bias.weight" under the first layer's attention prefix, e.g.
 // "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight".
+//
+// With D = cuda the bucket table is computed on the host (O(S)); the lookup is a device gather and
+// the backward one device thread per (bucket, head) summing its offsets in the CPU's order.
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -26,6 +29,7 @@
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/ops/layout_fwd.hpp"
 
 namespace nexa {
 
@@ -89,8 +93,6 @@ inline index_t relative_position_bucket_unchecked(index_t relative_position, boo
 
 template <class T = float, class D = cpu>
 class RelativePositionBias {
-  static_assert(std::same_as<D, cpu>, "RelativePositionBias: only the CPU backend implements it yet");
-
  public:
   struct Config {
     index_t heads = 0;           // T5: num_heads
@@ -142,11 +144,18 @@ class RelativePositionBias {
     const std::vector<index_t> bucket = buckets(seq_len);
     const index_t heads = config_.heads, n = 2 * seq_len - 1;
     auto bias = Tensor<T, D>::uninitialized({heads, n});
-    const T* w = weight.value.data();
-    T* out = bias.data();
-    NEXA_PARALLEL_FOR_IF(heads * n > parallel_grain)
-    for (index_t h = 0; h < heads; ++h)
-      for (index_t k = 0; k < n; ++k) out[h * n + k] = w[bucket[static_cast<std::size_t>(k)] * heads + h];
+    if constexpr (!std::same_as<D, cpu>) {
+      // The bucket table is built on the host (O(S)) and the lookup runs on the device.
+      const auto table = Tensor<index_t, D>::from_host({n}, bucket);
+      LayoutKernel<D>::gather(n, heads, table.data(), weight.value.data(), Strides{heads, 1}, bias.data(),
+                              Strides{1, n});
+    } else {
+      const T* w = weight.value.data();
+      T* out = bias.data();
+      NEXA_PARALLEL_FOR_IF(heads * n > parallel_grain)
+      for (index_t h = 0; h < heads; ++h)
+        for (index_t k = 0; k < n; ++k) out[h * n + k] = w[bucket[static_cast<std::size_t>(k)] * heads + h];
+    }
     return bias;
   }
 
@@ -162,11 +171,22 @@ class RelativePositionBias {
     if (!weight.trainable) return;
     const index_t n = d_bias.dim(1);
     const std::vector<index_t> bucket = buckets((n + 1) / 2);
-    const T* g = d_bias.data();
-    T* grad = weight.grad.data();
-    NEXA_PARALLEL_FOR_IF(heads * n > parallel_grain)
-    for (index_t h = 0; h < heads; ++h)
-      for (index_t k = 0; k < n; ++k) grad[bucket[static_cast<std::size_t>(k)] * heads + h] += g[h * n + k];
+    if constexpr (!std::same_as<D, cpu>) {
+      // One device thread per (bucket, head) adds its offsets in increasing o: the CPU's order.
+      const Segments seg = segments_by_key(bucket.data(), n, config_.num_buckets);
+      const auto segments = static_cast<index_t>(seg.target.size());
+      const auto target = Tensor<index_t, D>::from_host({segments}, seg.target);
+      const auto start = Tensor<index_t, D>::from_host({segments + 1}, seg.start);
+      const auto order = Tensor<index_t, D>::from_host({n}, seg.order);
+      LayoutKernel<D>::scatter_add(segments, heads, target.data(), start.data(), order.data(), d_bias.data(),
+                                   Strides{1, n}, weight.grad.data(), Strides{heads, 1});
+    } else {
+      const T* g = d_bias.data();
+      T* grad = weight.grad.data();
+      NEXA_PARALLEL_FOR_IF(heads * n > parallel_grain)
+      for (index_t h = 0; h < heads; ++h)
+        for (index_t k = 0; k < n; ++k) grad[bucket[static_cast<std::size_t>(k)] * heads + h] += g[h * n + k];
+    }
   }
 
   template <class F>
