@@ -37,6 +37,11 @@ struct Transfer<cpu> {
   static void fill_zero(T* dst, std::size_t n) {
     if (n) std::memset(static_cast<void*>(dst), 0, n * sizeof(T));
   }
+  // Within the device.
+  template <class T>
+  static void copy(T* dst, const T* src, std::size_t n) {
+    if (n) std::memcpy(dst, src, n * sizeof(T));
+  }
 };
 }  // namespace detail
 
@@ -193,13 +198,7 @@ template <class T, class D>
 [[nodiscard]] Tensor<std::remove_const_t<T>, D> clone(TensorView<T, D> v) {
   using U = std::remove_const_t<T>;
   auto t = Tensor<U, D>::uninitialized(v.shape());
-  if constexpr (std::same_as<D, cpu>) {
-    if (v.numel()) std::memcpy(t.data(), v.data(), static_cast<std::size_t>(v.numel()) * sizeof(U));
-  } else {
-    std::vector<U> host(static_cast<std::size_t>(v.numel()));
-    detail::Transfer<D>::to_host(host.data(), v.data(), host.size());
-    detail::Transfer<D>::from_host(t.data(), host.data(), host.size());
-  }
+  detail::Transfer<D>::copy(t.data(), v.data(), static_cast<std::size_t>(v.numel()));
   return t;
 }
 

@@ -93,6 +93,12 @@ struct Transfer<cuda> {
     NEXA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream));
     NEXA_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
+  // Device to device, ordered on the stream (no host round trip).
+  template <class T>
+  static void copy(T* dst, const T* src, std::size_t n) {
+    if (n == 0) return;
+    NEXA_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice, cuda_backend::current_stream()));
+  }
   template <class T>
   static void fill_zero(T* dst, std::size_t n) {
     if (n == 0) return;
