@@ -1,14 +1,16 @@
 #pragma once
 // AdamW (Loshchilov & Hutter), step for step as torch.optim.AdamW:
 //   p <- p * (1 - lr * weight_decay)                       (decoupled decay; skipped for no-decay params)
-//   m <- m + (1 - beta1) * (g - m)                         (torch's exp_avg.lerp_)
+//   m <- m + (1 - beta1) * (g - m)                         (torch's exp_avg.lerp_; bit for bit when
+//                                                           beta1 > 0.5, where lerp_ takes this form)
 //   v <- beta2 * v + (1 - beta2) * g^2
 //   p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 // The parameters are collected once, at construction, through module.visit_params: only the
 // trainable ones get moment state (m and v, in the parameter's scalar type); frozen parameters
 // are never read or written. Float and double parameters are supported, mixed freely, on the CPU
 // and on CUDA (a .cu file includes nexa/backend/cuda.hpp, which brings AdamWKernel<cuda>).
-// A parameter frozen after construction is skipped by step() and zero_grad().
+// A parameter frozen after construction is skipped by step() and zero_grad(). Defaults differ
+// from torch's (beta2 0.95 and weight_decay 0.1 here, as LLM recipes use; torch: 0.999, 0.01).
 // The optimizer keeps pointers to the module's parameters: the module must outlive it and not move.
 #include <cmath>
 #include <concepts>
