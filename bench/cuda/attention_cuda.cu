@@ -17,14 +17,6 @@ namespace {
 constexpr index_t heads = 8, head_dim = 64;
 
 template <class T>
-const char* dtype_name() {
-  if constexpr (std::is_same_v<T, bfloat16>)
-    return "bf16";
-  else
-    return "fp32";
-}
-
-template <class T>
 void run_length(index_t n, const DeviceBenchOptions& options) {
   Rng rng(3);
   const Shape qkv{1, heads, n, head_dim};

@@ -22,14 +22,6 @@ struct MoEShape {
 };
 
 template <class T>
-const char* dtype_name() {
-  if constexpr (std::is_same_v<T, bfloat16>)
-    return "bf16";
-  else
-    return "fp32";
-}
-
-template <class T>
 void run_shape(const MoEShape& s, const DeviceBenchOptions& options) {
   constexpr int k = 2;
   using Layer = MoELayer<TopKRouter<k>, T5FFN<Relu>, NoShared, cuda, T>;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nexa/backend/cuda.hpp"
+#include "support/rel_error.hpp"
 
 namespace nexa_test {
 
@@ -41,19 +42,6 @@ DeviceTensor<T> poisoned(nexa::Shape shape) {
 template <class T>
 std::vector<T> host_poisoned(std::size_t n) {
   return std::vector<T>(n, poison_value<T>());
-}
-
-// ||got - want|| / ||want|| (Frobenius); NaN anywhere makes it NaN, which fails every `<` check.
-template <class T>
-double rel_error(const std::vector<T>& got, const std::vector<T>& want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - static_cast<double>(want[i]);
-    num += d * d;
-    den += static_cast<double>(want[i]) * static_cast<double>(want[i]);
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
 }
 
 // Normalised-error bounds: fp32 1e-5, 16-bit storage (fp32 accumulation) 1e-2, double 1e-12.

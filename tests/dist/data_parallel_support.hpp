@@ -14,6 +14,7 @@
 #include "nexa/dist/communicator.hpp"
 #include "nexa/moe.hpp"
 #include "nexa/train/loss.hpp"
+#include "support/rel_error.hpp"
 
 namespace nexa_test {
 
@@ -85,19 +86,6 @@ std::vector<T> all_values(Model<T>& model) {
     out.insert(out.end(), v.begin(), v.end());
   });
   return out;
-}
-
-// ||got - want|| / ||want||.
-template <class T>
-double rel_error(const std::vector<T>& got, const std::vector<T>& want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - static_cast<double>(want[i]);
-    num += d * d;
-    den += static_cast<double>(want[i]) * static_cast<double>(want[i]);
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
 }
 
 template <class T>
