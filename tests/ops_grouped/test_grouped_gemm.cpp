@@ -78,7 +78,9 @@ TEST_CASE("grouped_gemm_rows runs each expert's rows against its own weight") {
     const auto rows = x.view().slice_rows(offsets[e], offsets[e + 1]);
     const auto want = nexa::ops::matmul(rows, Trans::N, w[e], Trans::T).to_host();
     CAPTURE(e);
-    CHECK(std::memcmp(got.data() + offsets[e] * d_out, want.data(), want.size() * sizeof(float)) == 0);
+    // An expert without rows has nothing to compare (and memcmp must not see its null data).
+    CHECK(
+        (want.empty() || std::memcmp(got.data() + offsets[e] * d_out, want.data(), want.size() * sizeof(float)) == 0));
   }
 }
 
