@@ -25,6 +25,14 @@ inline unsigned blocks_for(index_t items, index_t per_block = threads) {
   return static_cast<unsigned>(std::clamp<index_t>((items + per_block - 1) / per_block, 1, max_blocks));
 }
 
+// Threads for one block working along a row of `width` elements: whole warps, at most `threads`.
+inline unsigned threads_for_row(index_t width) {
+  return static_cast<unsigned>(std::clamp<index_t>((width + warp - 1) / warp * warp, warp, threads));
+}
+
+__device__ inline float device_exp(float x) { return expf(x); }
+__device__ inline double device_exp(double x) { return exp(x); }
+
 __device__ inline index_t thread_index() { return static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline index_t thread_stride() { return static_cast<index_t>(gridDim.x) * blockDim.x; }
 // The global warp index and warp count (warp-uniform) of a launch whose blocks are whole warps.

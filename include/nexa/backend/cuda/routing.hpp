@@ -29,6 +29,7 @@
 #include "nexa/backend/cuda/buffer.hpp"
 #include "nexa/backend/cuda/check.hpp"
 #include "nexa/backend/cuda/context.hpp"
+#include "nexa/backend/cuda/launch.hpp"
 #include "nexa/core/device.hpp"
 #include "nexa/ops/routing_fwd.hpp"
 
@@ -36,54 +37,22 @@ namespace nexa {
 
 namespace cuda_backend {
 
-inline constexpr int warp_size = 32;
-inline constexpr unsigned full_mask = 0xffffffffu;
-inline constexpr int block_threads = 256;
-inline constexpr int warps_per_block = block_threads / warp_size;
-inline constexpr index_t max_blocks = index_t{1} << 20;  // kernels loop when there is more work
-
-// Blocks for `items` work items at `per_block` items per block (at least 1, at most max_blocks).
-inline unsigned grid_for(index_t items, index_t per_block) {
-  return static_cast<unsigned>(std::clamp<index_t>((items + per_block - 1) / per_block, 1, max_blocks));
-}
-// Threads for a row of `width` elements: whole warps, at most block_threads.
-inline unsigned threads_for_row(index_t width) {
-  return static_cast<unsigned>(
-      std::clamp<index_t>((width + warp_size - 1) / warp_size * warp_size, warp_size, block_threads));
-}
-
-__device__ inline float device_exp(float x) { return expf(x); }
-__device__ inline double device_exp(double x) { return exp(x); }
-
-// Butterfly reductions: every lane ends with the same bits (each step adds the same two partial
-// results, only in swapped order, and + is commutative).
-template <class A>
-__device__ A warp_sum(A v) {
-  for (int offset = warp_size / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(full_mask, v, offset);
-  return v;
-}
-template <class A>
-__device__ A warp_max(A v) {
-  for (int offset = warp_size / 2; offset > 0; offset /= 2) {
-    const A other = __shfl_xor_sync(full_mask, v, offset);
-    v = other > v ? other : v;
-  }
-  return v;
-}
-
-// The global warp index and warp count of a launch (warp-uniform).
-__device__ inline index_t global_warp() {
-  return (static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x) / warp_size;
-}
-__device__ inline index_t warp_count() { return static_cast<index_t>(gridDim.x) * blockDim.x / warp_size; }
-__device__ inline index_t global_thread() { return static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ inline index_t thread_count() { return static_cast<index_t>(gridDim.x) * blockDim.x; }
+// Launch shapes and warp reductions come from launch.hpp; these int views suit the index arithmetic here.
+inline constexpr int warp_size = static_cast<int>(launch::warp);
+inline constexpr int block_threads = static_cast<int>(launch::threads);
+inline constexpr int warps_per_block = static_cast<int>(launch::warps_per_block);
+using launch::blocks_for;
+using launch::device_exp;
+using launch::full_mask;
+using launch::threads_for_row;
+using launch::warp_max;
+using launch::warp_sum;
 
 template <class A>
 __global__ void softmax_topk_kernel(const A* logits, index_t tokens, int num_experts, int k, bool renormalize, A* probs,
                                     std::int32_t* experts, A* weights) {
   const int lane = static_cast<int>(threadIdx.x % warp_size);
-  for (index_t t = global_warp(); t < tokens; t += warp_count()) {
+  for (index_t t = launch::warp_index(); t < tokens; t += launch::warp_stride()) {
     const A* z = logits + t * num_experts;
     A* p = probs + t * num_experts;
     A zmax = -static_cast<A>(INFINITY);
@@ -145,7 +114,7 @@ __global__ void softmax_topk_backward_kernel(const A* probs, const std::int32_t*
                                              const A* d_weights, const A* d_probs, index_t tokens, int num_experts,
                                              int k, bool renormalize, A* d_logits) {
   const int lane = static_cast<int>(threadIdx.x % warp_size);
-  for (index_t t = global_warp(); t < tokens; t += warp_count()) {
+  for (index_t t = launch::warp_index(); t < tokens; t += launch::warp_stride()) {
     const A* p = probs + t * num_experts;
     const std::int32_t* idx = experts + t * k;
     const A* w = weights + t * k;
@@ -176,7 +145,7 @@ __global__ void softmax_topk_backward_kernel(const A* probs, const std::int32_t*
 template <class Unused = void>
 __global__ void group_count_kernel(const std::int32_t* experts, index_t count, int num_experts, index_t tile,
                                    index_t tiles, int* counts, unsigned long long* first_bad) {
-  for (index_t a = global_thread(); a < count; a += thread_count()) {
+  for (index_t a = launch::thread_index(); a < count; a += launch::thread_stride()) {
     const int e = experts[a];
     if (e < 0 || e >= num_experts)
       atomicMin(first_bad, static_cast<unsigned long long>(a));
@@ -190,7 +159,7 @@ __global__ void group_count_kernel(const std::int32_t* experts, index_t count, i
 template <class Unused = void>
 __global__ void group_offsets_kernel(const int* cursor, int num_experts, index_t tiles, index_t count,
                                      const unsigned long long* first_bad, index_t* info) {
-  for (index_t e = global_thread(); e <= num_experts + 1; e += thread_count()) {
+  for (index_t e = launch::thread_index(); e <= num_experts + 1; e += launch::thread_stride()) {
     if (e < num_experts)
       info[e] = cursor[e * tiles];
     else if (e == num_experts)
@@ -209,7 +178,7 @@ __global__ void group_place_kernel(const std::int32_t* experts, index_t count, i
                                    std::int32_t* assignment_slot) {
   const int lane = static_cast<int>(threadIdx.x % warp_size);
   const unsigned lower_lanes = (1u << lane) - 1u;
-  for (index_t tl = global_warp(); tl < tiles; tl += warp_count()) {
+  for (index_t tl = launch::warp_index(); tl < tiles; tl += launch::warp_stride()) {
     const index_t end = (tl + 1) * tile < count ? (tl + 1) * tile : count;
     for (index_t base = tl * tile; base < end; base += warp_size) {
       const index_t a = base + lane;
@@ -278,7 +247,7 @@ template <class T, class W>
 __global__ void combine_weight_grad_kernel(const T* dy, const T* expert_out, const std::int32_t* assignment_slot,
                                            index_t tokens, index_t k, index_t width, W* d_weights) {
   const int lane = static_cast<int>(threadIdx.x % warp_size);
-  for (index_t r = global_warp(); r < tokens * k; r += warp_count()) {  // r = t * k + j
+  for (index_t r = launch::warp_index(); r < tokens * k; r += launch::warp_stride()) {  // r = t * k + j
     const T* y = dy + (r / k) * width;
     if (assignment_slot[r] < 0) {  // the whole warp takes this branch: r is per warp
       if (lane == 0) d_weights[r] = W(0);
@@ -303,7 +272,7 @@ struct RoutingKernel<cuda> {
     if (tokens == 0) return;
     require(num_experts <= std::numeric_limits<int>::max(), "softmax_topk", "at most 2^31 - 1 experts, got ",
             num_experts);
-    softmax_topk_kernel<A><<<grid_for(tokens, warps_per_block), block_threads, 0, current_stream()>>>(
+    softmax_topk_kernel<A><<<blocks_for(tokens, warps_per_block), block_threads, 0, current_stream()>>>(
         logits, tokens, static_cast<int>(num_experts), static_cast<int>(k), renormalize, probs, experts, weights);
     check_launch("softmax_topk_kernel");
   }
@@ -316,7 +285,7 @@ struct RoutingKernel<cuda> {
     if (tokens == 0 || num_experts == 0) return;
     require(num_experts <= std::numeric_limits<int>::max(), "softmax_topk_backward", "at most 2^31 - 1 experts, got ",
             num_experts);
-    softmax_topk_backward_kernel<A><<<grid_for(tokens, warps_per_block), block_threads, 0, current_stream()>>>(
+    softmax_topk_backward_kernel<A><<<blocks_for(tokens, warps_per_block), block_threads, 0, current_stream()>>>(
         probs, experts, weights, d_weights, d_probs, tokens, static_cast<int>(num_experts), static_cast<int>(k),
         renormalize, d_logits);
     check_launch("softmax_topk_backward_kernel");
@@ -362,14 +331,14 @@ struct RoutingKernel<cuda> {
     if (cells > 0) NEXA_CUDA_CHECK(cudaMemsetAsync(counts, 0, static_cast<std::size_t>(cells) * sizeof(int), stream));
     NEXA_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof(unsigned long long), stream));
     const int e_count = static_cast<int>(num_experts);
-    group_count_kernel<><<<grid_for(count, block_threads), block_threads, 0, stream>>>(experts, count, e_count, tile,
-                                                                                       tiles, counts, first_bad);
+    group_count_kernel<><<<blocks_for(count, block_threads), block_threads, 0, stream>>>(experts, count, e_count, tile,
+                                                                                         tiles, counts, first_bad);
     check_launch("group_count_kernel");
     if (cells > 0) NEXA_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scan_storage, scan_bytes, counts, cells, stream));
-    group_offsets_kernel<><<<grid_for(num_experts + 2, block_threads), block_threads, 0, stream>>>(
+    group_offsets_kernel<><<<blocks_for(num_experts + 2, block_threads), block_threads, 0, stream>>>(
         counts, e_count, tiles, count, first_bad, info);
     check_launch("group_offsets_kernel");
-    group_place_kernel<><<<grid_for(tiles, warps_per_block), block_threads, 0, stream>>>(
+    group_place_kernel<><<<blocks_for(tiles, warps_per_block), block_threads, 0, stream>>>(
         experts, count, static_cast<int>(k), e_count, tile, tiles, counts, slot_token, assignment_slot);
     check_launch("group_place_kernel");
 
@@ -391,7 +360,7 @@ struct RoutingKernel<cuda> {
     using namespace cuda_backend;
     if (count == 0 || width == 0) return;
     gather_rows_kernel<T>
-        <<<grid_for(count, 1), threads_for_row(width), 0, current_stream()>>>(src, index, count, width, dst);
+        <<<blocks_for(count, 1), threads_for_row(width), 0, current_stream()>>>(src, index, count, width, dst);
     check_launch("gather_rows_kernel");
   }
 
@@ -400,7 +369,7 @@ struct RoutingKernel<cuda> {
                                index_t k, index_t width, T beta, T* dst) {
     using namespace cuda_backend;
     if (tokens == 0 || width == 0) return;
-    weighted_combine_kernel<T, W><<<grid_for(tokens, 1), threads_for_row(width), 0, current_stream()>>>(
+    weighted_combine_kernel<T, W><<<blocks_for(tokens, 1), threads_for_row(width), 0, current_stream()>>>(
         src, assignment_slot, weights, tokens, k, width, beta, dst);
     check_launch("weighted_combine_kernel");
   }
@@ -410,7 +379,7 @@ struct RoutingKernel<cuda> {
                                index_t k, index_t width, T* dst) {
     using namespace cuda_backend;
     if (tokens * k == 0 || width == 0) return;
-    scatter_weighted_kernel<T, W><<<grid_for(tokens * k, 1), threads_for_row(width), 0, current_stream()>>>(
+    scatter_weighted_kernel<T, W><<<blocks_for(tokens * k, 1), threads_for_row(width), 0, current_stream()>>>(
         src, assignment_slot, weights, tokens, k, width, dst);
     check_launch("scatter_weighted_kernel");
   }
@@ -420,7 +389,7 @@ struct RoutingKernel<cuda> {
                                   index_t k, index_t width, W* d_weights) {
     using namespace cuda_backend;
     if (tokens * k == 0) return;
-    combine_weight_grad_kernel<T, W><<<grid_for(tokens * k, warps_per_block), block_threads, 0, current_stream()>>>(
+    combine_weight_grad_kernel<T, W><<<blocks_for(tokens * k, warps_per_block), block_threads, 0, current_stream()>>>(
         dy, expert_out, assignment_slot, tokens, k, width, d_weights);
     check_launch("combine_weight_grad_kernel");
   }
