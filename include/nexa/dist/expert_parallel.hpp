@@ -41,6 +41,7 @@
 
 #include "nexa/core/scalar.hpp"
 #include "nexa/dist/communicator.hpp"
+#include "nexa/moe/combine_backward.hpp"
 #include "nexa/moe/concepts.hpp"
 #include "nexa/moe/config.hpp"
 #include "nexa/moe/routing_head.hpp"
@@ -158,18 +159,21 @@ class ExpertParallelMoE {
       require(at(r, 0) == 1, "ExpertParallelMoE", "input's last axis expected ", d, " on every rank, got ", at(r, 1),
               " on rank ", r, " (or more than ", INT32_MAX, " assignments)");
 
-    // Global statistics: the auxiliary losses average over the whole batch.
-    AuxBatch batch{0, std::vector<index_t>(static_cast<std::size_t>(n_exp), 0)};
+    // The auxiliary losses average over the whole batch.
+    AuxStats& stats = cache.router.aux_stats;
+    stats.tokens = 0;
+    if (!stats.first_choice_counts.empty()) stats.first_choice_counts.assign(static_cast<std::size_t>(n_exp), 0);
     cache.global_tokens_per_expert.assign(static_cast<std::size_t>(n_exp), 0);
     for (index_t r = 0; r < ranks; ++r) {
-      batch.tokens += at(r, 1);
+      stats.tokens += at(r, 1);
       for (index_t e = 0; e < n_exp; ++e) {
         cache.global_tokens_per_expert[static_cast<std::size_t>(e)] += at(r, 2 + e);
-        batch.first_choice_counts[static_cast<std::size_t>(e)] += at(r, 2 + n_exp + e);
+        if (!stats.first_choice_counts.empty())
+          stats.first_choice_counts[static_cast<std::size_t>(e)] += at(r, 2 + n_exp + e);
       }
     }
-    cache.global_tokens = batch.tokens;
-    set_global_aux(batch, cache);
+    cache.global_tokens = stats.tokens;
+    sum_aux_stats_over_ranks(cache);
 
     plan_exchange(cache, at);
     const index_t local_rows = cache.plan.num_slots();
@@ -214,9 +218,8 @@ class ExpertParallelMoE {
     const TensorView<const T, D> flat_dy = dy.reshaped({tokens, d});
     const Routing<A, D>& routing = cache.router.routing;
 
-    const Tensor<T, D> d_expert_out = ops::scatter_weighted(flat_dy, cache.plan, routing.weights);
-    const Tensor<A, D> d_weights = ops::combine_weight_grad<A>(flat_dy, cache.expert_out, cache.plan);
-    const Tensor<T, D> d_received = exchange(d_expert_out, cache.send_rows, cache.recv_rows);
+    const CombineGrads<T, A, D> grads = combine_backward(flat_dy, cache.expert_out, cache.plan, routing.weights);
+    const Tensor<T, D> d_received = exchange(grads.d_expert_out, cache.send_rows, cache.recv_rows);
     const Tensor<T, D> d_owned_out = reordered(d_received, cache.owned_to_recv);
     auto d_owned_in = Tensor<T, D>::uninitialized(d_owned_out.shape());
     for (std::size_t j = 0; j < experts.size(); ++j) {
@@ -229,9 +232,7 @@ class ExpertParallelMoE {
 
     auto dx = Tensor<T, D>::uninitialized(dy.shape());
     const auto flat_dx = dx.view().reshaped({tokens, d});
-    ops::weighted_combine(d_expert_in, cache.plan, static_cast<const A*>(nullptr), flat_dx);
-    const Tensor<T, D> dx_router = router.backward(d_weights.cview(), cache.router);
-    ops::axpy(T(1), dx_router.cview(), flat_dx);
+    dispatch_backward(d_expert_in, cache.plan, grads.d_weights, router, cache.router, flat_dx);
     return dx;
   }
 
@@ -264,38 +265,21 @@ class ExpertParallelMoE {
     }
   }
 
-  // Replaces the router's auxiliary losses (computed over this rank's rows) with the global
-  // batch's, and makes its backward add this rank's share of their gradients.
-  void set_global_aux(const AuxBatch& batch, Cache& cache) {
-    const index_t n_exp = config_.num_experts, rows = cache.router.logits.rows();
-    // Per expert: sum of routing probabilities; last: sum of logsumexp^2 (as aux_loss.hpp computes them).
-    std::vector<double> sums(static_cast<std::size_t>(n_exp + 1), 0.0);
-    const A* probs = cache.router.routing.probs.data();
-    const A* logits = cache.router.logits.data();
-    for (index_t t = 0; t < rows; ++t) {
-      for (index_t i = 0; i < n_exp; ++i) sums[static_cast<std::size_t>(i)] += probs[t * n_exp + i];
-      const A* z = logits + t * n_exp;
-      const A zmax = *std::max_element(z, z + n_exp);
-      A sum = 0;
-      for (index_t i = 0; i < n_exp; ++i) sum += std::exp(z[i] - zmax);
-      const A lse = zmax + std::log(sum);
-      sums.back() += static_cast<double>(lse) * static_cast<double>(lse);
-    }
-    comm_->all_reduce_sum(sums.data(), sums.data(), n_exp + 1);
-    AuxLosses aux;
-    if (batch.tokens > 0) {
-      const auto total = static_cast<double>(batch.tokens);
-      if (config_.load_balance_coef != 0) {
-        double lb = 0;
-        for (index_t i = 0; i < n_exp; ++i)
-          lb += static_cast<A>(batch.first_choice_counts[static_cast<std::size_t>(i)]) / static_cast<A>(batch.tokens) *
-                sums[static_cast<std::size_t>(i)];
-        aux.load_balance = lb * config_.load_balance_coef * static_cast<double>(n_exp) / total;
-      }
-      if (config_.z_loss_coef != 0) aux.z_loss = config_.z_loss_coef * sums.back() / total;
-    }
-    cache.router.aux = aux;
-    cache.router.global_batch = batch;
+  // Sums the router's probability and logsumexp statistics over ranks (the counts are summed by
+  // the caller) and recomputes the auxiliary losses from them: backward then adds this rank's
+  // share of the global batch's gradients.
+  void sum_aux_stats_over_ranks(Cache& cache) {
+    AuxStats& stats = cache.router.aux_stats;
+    const auto n_exp = static_cast<std::size_t>(config_.num_experts);
+    // Every rank sends the same layout, whether or not a loss is on (the configs agree).
+    std::vector<double> sums(n_exp + 1, 0.0);
+    std::copy(stats.prob_sums.begin(), stats.prob_sums.end(), sums.begin());
+    sums.back() = stats.logsumexp_squares;
+    comm_->all_reduce_sum(sums.data(), sums.data(), static_cast<index_t>(sums.size()));
+    if (!stats.prob_sums.empty()) std::copy_n(sums.begin(), n_exp, stats.prob_sums.begin());
+    stats.logsumexp_squares = sums.back();
+    cache.router.aux.load_balance = load_balance_value<A>(stats, config_.load_balance_coef);
+    cache.router.aux.z_loss = z_loss_value(stats, config_.z_loss_coef);
   }
 
   // Counts and the owned-order permutation, from the gathered tokens per expert.

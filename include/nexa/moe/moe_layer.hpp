@@ -12,6 +12,7 @@
 
 #include "nexa/core/scalar.hpp"
 #include "nexa/moe/aux_loss.hpp"
+#include "nexa/moe/combine_backward.hpp"
 #include "nexa/moe/concepts.hpp"
 #include "nexa/moe/config.hpp"
 #include "nexa/moe/shared_expert.hpp"
@@ -141,20 +142,17 @@ class MoELayer {
     const TensorView<const T, D> flat_dy = dy.reshaped({tokens, d});
     const Routing<A, D>& routing = cache.router.routing;
 
-    const Tensor<T, D> d_expert_out = ops::scatter_weighted(flat_dy, cache.plan, routing.weights);
-    const Tensor<A, D> d_weights = ops::combine_weight_grad<A>(flat_dy, cache.expert_out, cache.plan);
+    const CombineGrads<T, A, D> grads = combine_backward(flat_dy, cache.expert_out, cache.plan, routing.weights);
     auto d_expert_in = Tensor<T, D>::uninitialized({cache.plan.num_slots(), d});
     for (index_t e = 0; e < num_experts(); ++e) {
       const index_t begin = cache.plan.offsets[e], end = cache.plan.offsets[e + 1];
-      experts[e].backward_into(d_expert_out.view().slice_rows(begin, end), cache.experts[e],
+      experts[e].backward_into(grads.d_expert_out.view().slice_rows(begin, end), cache.experts[e],
                                d_expert_in.view().slice_rows(begin, end));
     }
 
     auto dx = Tensor<T, D>::uninitialized(dy.shape());
     const auto flat_dx = dx.view().reshaped({tokens, d});
-    ops::weighted_combine(d_expert_in, cache.plan, static_cast<const A*>(nullptr), flat_dx);
-    const Tensor<T, D> dx_router = router.backward(d_weights.cview(), cache.router);
-    ops::axpy(T(1), dx_router.cview(), flat_dx);
+    dispatch_backward(d_expert_in, cache.plan, grads.d_weights, router, cache.router, flat_dx);
     if constexpr (has_shared) {
       const Tensor<T, D> dx_shared = shared.backward(flat_dy, cache.shared);
       ops::axpy(T(1), dx_shared.cview(), flat_dx);

@@ -4,7 +4,6 @@
 // Routers differ only in how they compute logits (TopKRouter: W_r x; NexusRouter: x . e_i).
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -16,83 +15,50 @@
 
 namespace nexa {
 
-// The batch the auxiliary losses average over when it is larger than the rows a router saw:
-// expert parallelism routes each rank's tokens apart but trains on the global batch, so it sums
-// these over ranks (dist/expert_parallel.hpp).
-struct AuxBatch {
-  index_t tokens = 0;                        // T of the global batch
-  std::vector<index_t> first_choice_counts;  // [E] its tokens whose first choice is each expert
-};
-
 template <class A, class D>
 struct LogitRouting {
   Tensor<A, D> logits;  // [T, E]
   Routing<A, D> routing;
   AuxLosses aux;
-  // Empty: the auxiliary losses average over these rows. Set after route (expert parallelism):
-  // backward adds these rows' share of the global batch's auxiliary gradients instead.
-  std::optional<AuxBatch> global_batch;
+  // The batch the auxiliary losses average over: these rows after route, the global batch
+  // under expert parallelism (dist/expert_parallel.hpp), which backward then takes its share of.
+  AuxStats aux_stats;
+  Tensor<A, D> logsumexp;  // [T], for the z-loss gradient (empty when the z-loss is off)
 };
-
-// These rows' share of the auxiliary losses' gradients over `batch`: the formulas of
-// load_balance_loss and z_loss with the global f_i and T, rounded as they round (CPU only).
-template <class A, class D>
-void add_load_balance_grad(const AuxBatch& batch, double coef, Tensor<A, D>& d_probs) {
-  const index_t rows = d_probs.dim(0), n = d_probs.dim(1);
-  if (coef == 0.0 || rows == 0) return;
-  if constexpr (!std::same_as<D, cpu>) throw Error("AuxBatch: a global auxiliary batch is CPU only so far");
-  const auto total = static_cast<double>(batch.tokens);
-  for (index_t i = 0; i < n; ++i) {
-    const A f = static_cast<A>(batch.first_choice_counts[static_cast<std::size_t>(i)]) / static_cast<A>(batch.tokens);
-    const auto g = static_cast<A>(coef * static_cast<double>(n) * f / total);
-    for (index_t t = 0; t < rows; ++t) d_probs.data()[t * n + i] += g;
-  }
-}
-template <class A, class D>
-void add_z_loss_grad(const AuxBatch& batch, double coef, const Tensor<A, D>& logits, const Tensor<A, D>& probs,
-                     Tensor<A, D>& d_logits) {
-  const index_t rows = logits.dim(0), n = logits.dim(1);
-  if (coef == 0.0 || rows == 0) return;
-  if constexpr (!std::same_as<D, cpu>) throw Error("AuxBatch: a global auxiliary batch is CPU only so far");
-  const auto scale = static_cast<A>(coef * 2.0 / static_cast<double>(batch.tokens));
-  for (index_t t = 0; t < rows; ++t) {
-    const A* z = logits.data() + t * n;
-    const A zmax = *std::max_element(z, z + n);
-    A sum = 0;
-    for (index_t i = 0; i < n; ++i) sum += std::exp(z[i] - zmax);
-    const A g = scale * (zmax + std::log(sum));
-    for (index_t i = 0; i < n; ++i) d_logits.data()[t * n + i] += g * probs.data()[t * n + i];
-  }
-}
 
 // Top-1 is never renormalised: its weight would be the constant 1, cutting the router off from
 // the task gradient. Switch Transformers scales the expert output by the raw probability.
 inline bool renormalizes(const RouterConfig& config, int k) { return config.renormalize && k > 1; }
 
+// Gathers the auxiliary losses' statistics over these rows and sets s.aux from them (after the
+// routing is final: a sequence router's overrides change the first choices).
+template <class A, class D>
+void compute_aux_losses(LogitRouting<A, D>& s, const RouterConfig& config) {
+  s.aux_stats = AuxStats{};
+  s.aux_stats.tokens = s.logits.dim(0);
+  s.logsumexp = Tensor<A, D>();
+  if (config.load_balance_coef != 0.0) add_load_balance_stats(s.routing.probs, s.routing.experts, s.aux_stats);
+  if (config.z_loss_coef != 0.0) s.logsumexp = add_z_loss_stats(s.logits, s.aux_stats);
+  s.aux.load_balance = load_balance_value<A>(s.aux_stats, config.load_balance_coef);
+  s.aux.z_loss = z_loss_value(s.aux_stats, config.z_loss_coef);
+}
+
 // Fills s.routing and s.aux from s.logits.
 template <class A, class D>
 void route_logits(LogitRouting<A, D>& s, const RouterConfig& config, int k) {
   s.routing = ops::softmax_topk(s.logits, k, renormalizes(config, k));
-  s.global_batch.reset();
-  s.aux.load_balance = load_balance_loss<A>(s.routing.probs, s.routing.experts, config.load_balance_coef, nullptr);
-  s.aux.z_loss = z_loss<A>(s.logits, s.routing.probs, config.z_loss_coef, nullptr);
+  compute_aux_losses(s, config);
 }
 
-// dL/dlogits from dL/dweights [T, k], including both auxiliary losses' gradients.
+// dL/dlogits from dL/dweights [T, k], including these rows' share of both auxiliary losses' gradients.
 template <class A, class D>
 [[nodiscard]] Tensor<A, D> logits_backward(const LogitRouting<A, D>& s, const RouterConfig& config, int k,
                                            TensorView<const A, D> d_weights) {
   const Routing<A, D>& r = s.routing;
   Tensor<A, D> d_probs(r.probs.shape());
-  if (s.global_batch)
-    add_load_balance_grad<A, D>(*s.global_batch, config.load_balance_coef, d_probs);
-  else
-    (void)load_balance_loss<A>(r.probs, r.experts, config.load_balance_coef, &d_probs);
+  add_load_balance_grad(s.aux_stats, config.load_balance_coef, d_probs);
   Tensor<A, D> d_logits = ops::softmax_topk_backward<A, D>(r, d_weights, d_probs.cview(), renormalizes(config, k));
-  if (s.global_batch)
-    add_z_loss_grad<A, D>(*s.global_batch, config.z_loss_coef, s.logits, r.probs, d_logits);
-  else
-    (void)z_loss<A>(s.logits, r.probs, config.z_loss_coef, &d_logits);
+  add_z_loss_grad(s.aux_stats, config.z_loss_coef, s.logsumexp, r.probs, d_logits);
   return d_logits;
 }
 

@@ -112,8 +112,7 @@ class SequenceClassifierRouter {
     route_logits(state_.seq, config_, K);
     apply_overrides();
     // The load-balancing loss counts first choices: after an override, the forced ones.
-    state_.seq.aux.load_balance =
-        load_balance_loss<A>(state_.seq.routing.probs, state_.seq.routing.experts, config_.load_balance_coef, nullptr);
+    compute_aux_losses(state_.seq, config_);
     state_.seq.aux.supervised = supervised_loss(nullptr);
     return state_.seq.routing;
   }
