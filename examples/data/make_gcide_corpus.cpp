@@ -1,7 +1,7 @@
 // nexa-gcide-corpus: builds the GCIDE domain corpus of issue 7 from the installed Debian package
 // dict-gcide (see gcide_corpus.hpp for the format, the labels and the split).
 //
-//   nexa-gcide-corpus [--dict-dir /usr/share/dictd] [--out DIR] [--seed-free]
+//   nexa-gcide-corpus [--dict-dir /usr/share/dictd] [--out DIR]
 //
 // Writes, under DIR (default gcide_corpus):
 //   train.jsonl, valid.jsonl, test.jsonl          PHYS, BIO and MAT definitions
@@ -9,9 +9,8 @@
 //   stats.json                                    counts per domain and split, dropped counts
 // one JSON object per line: {"headword": ..., "domain": "BIO", "text": ..., "tagged": "[BIO] ..."}.
 // "text" never holds the tag; training reads "tagged", evaluation "text". The split is a hash of
-// the headword, so the corpus depends on nothing but the package: there is no seed
-// (--seed-free is accepted and says so; it changes nothing). Exit code 1 on a bad argument or a
-// missing package.
+// the headword, so the corpus depends on nothing but the package. Exit code 1 on a bad argument
+// or a missing package.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -32,11 +31,10 @@ struct Options {
 
 void usage(std::FILE* to) {
   std::fprintf(to,
-               "usage: nexa-gcide-corpus [--dict-dir DIR] [--out DIR] [--seed-free]\n"
+               "usage: nexa-gcide-corpus [--dict-dir DIR] [--out DIR]\n"
                "  --dict-dir DIR  where gcide.index and gcide.dict.dz are (default /usr/share/dictd,\n"
                "                  from the Debian package dict-gcide)\n"
-               "  --out DIR       output directory (default gcide_corpus)\n"
-               "  --seed-free     accepted for clarity: the split is a hash of the headword, no seed\n");
+               "  --out DIR       output directory (default gcide_corpus)\n");
 }
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
@@ -141,8 +139,6 @@ int main(int argc, char** argv) {
       opt.dict_dir = value();
     } else if (a == "--out") {
       opt.out = value();
-    } else if (a == "--seed-free") {
-      // Nothing to do: the split never used a seed.
     } else if (a == "--help" || a == "-h") {
       usage(stdout);
       return 0;
