@@ -6,6 +6,7 @@
 // The router's auxiliary losses are part of the layer's objective: cache.aux_loss() reports them
 // and backward() includes their gradients.
 #include <cmath>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "nexa/moe/combine_backward.hpp"
 #include "nexa/moe/concepts.hpp"
 #include "nexa/moe/config.hpp"
+#include "nexa/moe/grouped_t5_ffn.hpp"
 #include "nexa/moe/shared_expert.hpp"
 #include "nexa/ops/elementwise.hpp"
 #include "nexa/ops/routing.hpp"
@@ -31,11 +33,13 @@ class MoELayer {
   using Config = MoEConfig;
   static constexpr bool has_shared = !std::same_as<SharedT, NoShared>;
   static constexpr int k = RouterT::k;
+  static constexpr bool grouped = GroupedExpertType<ExpertT>;
 
   struct Cache {
     typename RouterT::Cache router;
     DispatchPlan<D> plan;
-    std::vector<typename ExpertT::Cache> experts;
+    // Grouped experts (moe/grouped_t5_ffn.hpp) share one cache; others keep one each.
+    expert_caches_t<ExpertT> experts;
     Tensor<T, D> expert_out;  // [slots, d] in the plan's slot order (slots = T * k when dropless)
     typename SharedT::Cache shared;
     Shape input_shape;
@@ -117,13 +121,18 @@ class MoELayer {
     const Routing<A, D>& routing = router.route(flat, cache.router);
     cache.plan = ops::group_by_expert(routing.experts, num_experts(), capacity(tokens));
     cache.expert_out = Tensor<T, D>::uninitialized({cache.plan.num_slots(), d});
-    cache.experts.resize(experts.size());
-    for (index_t e = 0; e < num_experts(); ++e) {
-      const index_t begin = cache.plan.offsets[e], count = cache.plan.tokens_of(e);
-      auto expert_in = Tensor<T, D>::uninitialized({count, d});
-      RoutingKernel<D>::gather_rows(flat.data(), cache.plan.slot_token.data() + begin, count, d, expert_in.data());
-      experts[e].forward_into(std::move(expert_in), cache.experts[e],
-                              cache.expert_out.view().slice_rows(begin, begin + count));
+    if constexpr (grouped) {
+      GroupedExperts<ExpertT>::forward(std::span<ExpertT>(experts), cache.plan.offsets,
+                                       ops::gather_rows(flat, cache.plan), cache.experts, cache.expert_out.view());
+    } else {
+      cache.experts.resize(experts.size());
+      for (index_t e = 0; e < num_experts(); ++e) {
+        const index_t begin = cache.plan.offsets[e], count = cache.plan.tokens_of(e);
+        auto expert_in = Tensor<T, D>::uninitialized({count, d});
+        RoutingKernel<D>::gather_rows(flat.data(), cache.plan.slot_token.data() + begin, count, d, expert_in.data());
+        experts[e].forward_into(std::move(expert_in), cache.experts[e],
+                                cache.expert_out.view().slice_rows(begin, begin + count));
+      }
     }
 
     auto y = Tensor<T, D>::uninitialized(x.shape());
@@ -144,10 +153,15 @@ class MoELayer {
 
     const CombineGrads<T, A, D> grads = combine_backward(flat_dy, cache.expert_out, cache.plan, routing.weights);
     auto d_expert_in = Tensor<T, D>::uninitialized({cache.plan.num_slots(), d});
-    for (index_t e = 0; e < num_experts(); ++e) {
-      const index_t begin = cache.plan.offsets[e], end = cache.plan.offsets[e + 1];
-      experts[e].backward_into(grads.d_expert_out.view().slice_rows(begin, end), cache.experts[e],
-                               d_expert_in.view().slice_rows(begin, end));
+    if constexpr (grouped) {
+      GroupedExperts<ExpertT>::backward(std::span<ExpertT>(experts), cache.plan.offsets, grads.d_expert_out.cview(),
+                                        cache.experts, d_expert_in.view());
+    } else {
+      for (index_t e = 0; e < num_experts(); ++e) {
+        const index_t begin = cache.plan.offsets[e], end = cache.plan.offsets[e + 1];
+        experts[e].backward_into(grads.d_expert_out.view().slice_rows(begin, end), cache.experts[e],
+                                 d_expert_in.view().slice_rows(begin, end));
+      }
     }
 
     auto dx = Tensor<T, D>::uninitialized(dy.shape());
