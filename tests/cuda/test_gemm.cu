@@ -73,3 +73,36 @@ TEST_CASE("cuda matmul folds leading axes like the CPU") {
   CHECK(got.shape() == nexa::Shape{6, 8});
   CHECK(rel_error(got.to_host(), want.to_host()) < tolerance<float>());
 }
+
+TEST_CASE("cuda float gemm follows the context's GemmCompute; FullPrecisionGemms returns to fp32 for its scope") {
+  nexa::Rng rng(23);
+  const index_t m = 96, n = 80, k = 512;
+  const auto a = Tensor<float>::randn({m, k}, rng);
+  const auto b = Tensor<float>::randn({k, n}, rng);
+  const auto c_cpu = nexa::ops::matmul(a, Trans::N, b, Trans::N);
+  const auto a_gpu = a.to<nexa::cuda>();
+  const auto b_gpu = b.to<nexa::cuda>();
+  nexa::CudaContext context;
+  const nexa::CudaContextScope scope(context);
+  const auto product = [&] {
+    auto c = poisoned<float>({m, n});
+    nexa::ops::gemm(a_gpu, Trans::N, b_gpu, Trans::N, c);
+    return rel_error(c.to_host(), c_cpu.to_host());
+  };
+  CHECK(product() < 1e-5);
+  // Rounded inputs (bf16 keeps 8 mantissa bits, fp16 and tf32 11): normalised error about 2^-9
+  // and 2^-12 for random data, never 0, never above 1e-2.
+  for (const auto mode : {nexa::GemmCompute::tf32, nexa::GemmCompute::bf16, nexa::GemmCompute::fp16}) {
+    CAPTURE(static_cast<int>(mode));
+    context.set_gemm_compute(mode);
+    const double error = product();
+    CHECK(error > 1e-6);
+    CHECK(error < 1e-2);
+    {
+      const nexa::FullPrecisionGemms<nexa::cuda> full;
+      CHECK(context.gemm_compute() == nexa::GemmCompute::fp32);
+      CHECK(product() < 1e-5);
+    }
+    CHECK(context.gemm_compute() == mode);
+  }
+}

@@ -58,3 +58,35 @@ TEST_CASE("cuda MoELayer (top-1, gated-gelu experts) matches the CPU") {
   compare_layer<nexa::TopKRouter<1>, nexa::T5FFN<nexa::GatedGelu>, float>(64, 3, 304);
   compare_layer<nexa::TopKRouter<1>, nexa::T5FFN<nexa::GatedGelu>, double>(17, 6, 305);
 }
+
+TEST_CASE("cuda MoELayer under bf16 GEMMs (fp32 parameters and router) stays within 1e-2 of the CPU in fp32") {
+  using Router = nexa::TopKRouter<2>;
+  using Expert = nexa::T5FFN<nexa::GatedGelu>;
+  using CpuLayer = nexa::MoELayer<Router, Expert, nexa::NoShared, nexa::cpu, float>;
+  using GpuLayer = nexa::MoELayer<Router, Expert, nexa::NoShared, nexa::cuda, float>;
+  const nexa::MoEConfig config{
+      .d_model = 64, .d_ff = 128, .num_experts = 4, .load_balance_coef = 0.01, .z_loss_coef = 0.001};
+  nexa::Rng cpu_rng(306), gpu_rng(306), rng(406);
+  CpuLayer cpu(config, cpu_rng);
+  GpuLayer gpu(config, gpu_rng);
+  const auto x = Tensor<float>::randn({200, 64}, rng);
+  const auto dy = Tensor<float>::randn({200, 64}, rng);
+  typename CpuLayer::Cache cpu_cache;
+  typename GpuLayer::Cache gpu_cache;
+  nexa::CudaContext context;
+  const nexa::CudaContextScope scope(context);
+  context.set_gemm_compute(nexa::GemmCompute::bf16);
+
+  const auto y = cpu.forward(x.cview(), cpu_cache);
+  const auto y_gpu = gpu.forward(on_device(x).cview(), gpu_cache);
+  // The router computes in fp32 on both devices: the same experts for every token.
+  CHECK(gpu_cache.tokens_per_expert() == cpu_cache.tokens_per_expert());
+  const double y_error = rel_error(y_gpu.to_host(), y.to_host());
+  CHECK(y_error > 1e-6);  // the experts' GEMMs did run in bf16
+  CHECK(y_error < 1e-2);
+  const auto dx = cpu.backward(dy.cview(), cpu_cache);
+  const auto dx_gpu = gpu.backward(on_device(dy).cview(), gpu_cache);
+  CHECK(rel_error(dx_gpu.to_host(), dx.to_host()) < 1e-2);
+  check_grads<float>(cpu, gpu, 1e-2);
+  CHECK(context.gemm_compute() == nexa::GemmCompute::bf16);
+}

@@ -95,6 +95,7 @@ class NexusRouter {
   const Routing<A, D>& route(TensorView<const T, D> x, Cache& cache) {
     require(x.cols() == config_.d_model, "NexusRouter", "input's last axis expected ", config_.d_model, ", got shape ",
             x.shape());
+    [[maybe_unused]] const FullPrecisionGemms<D> fp32_routing;  // routing stays fp32 under mixed-precision GEMMs
     project(cache);
     cache.input = convert_rows<A>(x);
     cache.logits = Tensor<A, D>::uninitialized({cache.input.rows(), config_.num_experts});
@@ -106,6 +107,7 @@ class NexusRouter {
   // Given dL/dweights [T, K]: accumulates the projection's gradients (and the domain embeddings'
   // if unfrozen), the auxiliary losses included; returns this router's part of dL/dx.
   [[nodiscard]] Tensor<T, D> backward(TensorView<const A, D> d_weights, Cache& cache) {
+    [[maybe_unused]] const FullPrecisionGemms<D> fp32_routing;
     const A scale = A(config_.score_scale);
     const Tensor<A, D> d_logits = logits_backward(cache, config_, K, d_weights);
     // logits = scale * x E^T: dE = scale * d_logits^T x, dx = scale * d_logits E.

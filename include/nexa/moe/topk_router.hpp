@@ -54,6 +54,7 @@ class TopKRouter {
   const Routing<A, D>& route(TensorView<const T, D> x, Cache& cache) {
     require(x.cols() == config_.d_model, "TopKRouter", "input's last axis expected ", config_.d_model, ", got shape ",
             x.shape());
+    [[maybe_unused]] const FullPrecisionGemms<D> fp32_routing;  // routing stays fp32 under mixed-precision GEMMs
     cache.logits = Tensor<A, D>::uninitialized({x.rows(), config_.num_experts});
     // x is copied (and widened) only when it must be: to be kept for dW_r, or to reach fp32.
     if constexpr (std::same_as<A, T>) {
@@ -72,6 +73,7 @@ class TopKRouter {
   // Given dL/dweights [T, K], accumulates dW_r (when trainable) including the auxiliary losses'
   // gradients, and returns this router's contribution to dL/dx.
   [[nodiscard]] Tensor<T, D> backward(TensorView<const A, D> d_weights, Cache& cache) {
+    [[maybe_unused]] const FullPrecisionGemms<D> fp32_routing;
     const Tensor<A, D> d_logits = logits_backward(cache, config_, K, d_weights);
     if (weight.trainable) {
       require(!cache.input.empty() || d_logits.rows() == 0, "TopKRouter",

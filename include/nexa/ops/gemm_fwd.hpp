@@ -11,4 +11,11 @@ enum class Trans { N, T };
 template <class D>
 struct GemmKernel;
 
+// FullPrecisionGemms<Device>: while one lives, GEMMs on the device compute at full precision even
+// where its context allows reduced-precision inputs (cuda: GemmCompute). Routers hold one around
+// their logits and gradients, so routing stays fp32 under mixed precision. CPU GEMMs are always
+// full precision.
+template <class D>
+class FullPrecisionGemms;
+
 }  // namespace nexa

@@ -37,4 +37,13 @@ struct GemmKernel<cpu> {
   }
 };
 
+// CPU GEMMs are always full precision: nothing to switch.
+template <>
+class FullPrecisionGemms<cpu> {
+ public:
+  FullPrecisionGemms() = default;
+  FullPrecisionGemms(const FullPrecisionGemms&) = delete;
+  FullPrecisionGemms& operator=(const FullPrecisionGemms&) = delete;
+};
+
 }  // namespace nexa

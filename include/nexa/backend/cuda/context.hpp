@@ -33,6 +33,17 @@
 
 namespace nexa {
 
+// How cuBLAS computes fp32 GEMMs on a context (fp64 and 16-bit GEMMs are unaffected). Tensors,
+// parameters and everything outside the GEMMs stay fp32, as under torch.autocast:
+//   fp32  full single precision (the default)
+//   tf32  TF32 tensor cores: inputs rounded to a 10-bit mantissa, fp32 accumulation
+//   bf16  inputs rounded to bf16, fp32 accumulation (bf16 mixed precision: fp32 parameters are
+//         the master weights)
+//   fp16  inputs rounded to fp16, fp32 accumulation (pair with train::DynamicLossScaler)
+// A FullPrecisionGemms<cuda> scope (backend/cuda/gemm.hpp) returns to fp32 for its lifetime:
+// routers compute their logits and gradients in it.
+enum class GemmCompute { fp32, tf32, bf16, fp16 };
+
 class CudaContext {
  public:
   // Binds to the device current at construction. `stream` is borrowed; nullptr is the legacy
@@ -62,6 +73,9 @@ class CudaContext {
     return blas_;
   }
 
+  [[nodiscard]] GemmCompute gemm_compute() const { return gemm_compute_; }
+  void set_gemm_compute(GemmCompute mode) { gemm_compute_ = mode; }
+
   // Waits for all work queued on stream().
   void synchronize() const { NEXA_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
@@ -69,6 +83,7 @@ class CudaContext {
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  GemmCompute gemm_compute_ = GemmCompute::fp32;
   std::shared_ptr<CachingAllocator> allocator_ = cuda_backend::make_cuda_allocator();
 };
 

@@ -5,7 +5,9 @@
 // with B first and the transpose flags passed through unchanged. The handle and stream come from
 // the current CudaContext (context.hpp). nexa::bfloat16 and nexa::half go through cublasGemmEx
 // with fp32 accumulation (CUBLAS_COMPUTE_32F) and fp32 alpha and beta, as mixed-precision
-// training expects. Plain C++ (no kernels), so it also compiles without nvcc.
+// training expects. fp32 GEMMs follow the context's GemmCompute (fp32, or tf32/bf16/fp16 inputs
+// with fp32 accumulation through cublasGemmEx's fast compute types). Plain C++ (no kernels), so it also compiles
+// without nvcc.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -19,6 +21,23 @@
 #include "nexa/ops/gemm_fwd.hpp"
 
 namespace nexa {
+
+namespace cuda_backend {
+// cuBLAS's compute type for an fp32 GEMM under `mode`.
+constexpr cublasComputeType_t float_compute_type(GemmCompute mode) {
+  switch (mode) {
+    case GemmCompute::tf32:
+      return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case GemmCompute::bf16:
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case GemmCompute::fp16:
+      return CUBLAS_COMPUTE_32F_FAST_16F;
+    case GemmCompute::fp32:
+      break;
+  }
+  return CUBLAS_COMPUTE_32F;
+}
+}  // namespace cuda_backend
 
 template <>
 struct GemmKernel<cuda> {
@@ -41,7 +60,13 @@ struct GemmKernel<cuda> {
     const std::int64_t ldb = tb == Trans::N ? n : k;
     // alpha and beta are host scalars: the handle keeps cuBLAS's default host pointer mode.
     if constexpr (std::is_same_v<T, float>) {
-      NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha_s, b, ldb, a, lda, &beta_s, c, n));
+      if (context.gemm_compute() == GemmCompute::fp32) {
+        NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha_s, b, ldb, a, lda, &beta_s, c, n));
+      } else {
+        NEXA_CUBLAS_CHECK(cublasGemmEx_64(
+            context.blas(), op_b, op_a, n, m, k, &alpha_s, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta_s, c,
+            CUDA_R_32F, n, cuda_backend::float_compute_type(context.gemm_compute()), CUBLAS_GEMM_DEFAULT));
+      }
     } else if constexpr (std::is_same_v<T, double>) {
       NEXA_CUBLAS_CHECK(cublasDgemm_64(context.blas(), op_b, op_a, n, m, k, &alpha_s, b, ldb, a, lda, &beta_s, c, n));
     } else {
@@ -63,6 +88,23 @@ struct GemmKernel<cuda> {
       NEXA_CUBLAS_CHECK(cublasScalEx_64(context.blas(), count, &beta, scale_type, c, type, 1, scale_type));
     }
   }
+};
+
+// GEMMs on the current context compute in full fp32 while it lives, whatever the context's
+// GemmCompute (router logits under mixed precision); the previous mode comes back after.
+template <>
+class FullPrecisionGemms<cuda> {
+ public:
+  FullPrecisionGemms() : context_(cuda_backend::current_context()), previous_(context_.gemm_compute()) {
+    context_.set_gemm_compute(GemmCompute::fp32);
+  }
+  FullPrecisionGemms(const FullPrecisionGemms&) = delete;
+  FullPrecisionGemms& operator=(const FullPrecisionGemms&) = delete;
+  ~FullPrecisionGemms() { context_.set_gemm_compute(previous_); }
+
+ private:
+  CudaContext& context_;
+  GemmCompute previous_;
 };
 
 }  // namespace nexa

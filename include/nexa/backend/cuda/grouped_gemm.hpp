@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "nexa/backend/cuda/buffer.hpp"
@@ -34,6 +35,15 @@ struct GroupedGemmKernel<cuda> {
   static void run(Trans ta, Trans tb, T alpha, std::span<const GemmProblem<T>> problems, T beta) {
     static_assert(cuda_backend::blas_supported_v<T>,
                   "GroupedGemmKernel<cuda> supports float, double, nexa::bfloat16 and nexa::half");
+    if constexpr (std::is_same_v<T, float>) {
+      // The grouped call takes no fast fp32 compute type: under a reduced-precision GemmCompute,
+      // one GemmKernel<cuda> call per problem, which honours it.
+      if (cuda_backend::current_context().gemm_compute() != GemmCompute::fp32) {
+        for (const GemmProblem<T>& p : problems)
+          GemmKernel<cuda>::run<T>(ta, tb, p.m, p.n, p.k, alpha, p.a, p.b, beta, p.c);
+        return;
+      }
+    }
 #if NEXA_CUBLAS_HAS_GROUPED_GEMM
     // Empty outputs need nothing; an empty inner dimension only scales C, which cuBLAS would
     // reject (zero leading dimensions): GemmKernel<cuda> handles both.
