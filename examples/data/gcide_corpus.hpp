@@ -47,33 +47,20 @@
 #include <utility>
 #include <vector>
 
+#include "domains.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/io/json.hpp"
+#include "nexa/io/utf8.hpp"
 
 namespace gcide {
 
 inline constexpr std::string_view kModule = "gcide";
 
-enum class Domain { PHYS = 0, BIO = 1, MAT = 2, MED = 3 };
-inline constexpr std::size_t kNumDomains = 4;
-inline constexpr std::array<Domain, kNumDomains> kDomains = {Domain::PHYS, Domain::BIO, Domain::MAT, Domain::MED};
-
-[[nodiscard]] inline std::string_view domain_name(Domain d) {
-  switch (d) {
-    case Domain::PHYS:
-      return "PHYS";
-    case Domain::BIO:
-      return "BIO";
-    case Domain::MAT:
-      return "MAT";
-    case Domain::MED:
-      return "MED";
-  }
-  return "?";
-}
-
-// "[PHYS] ", the NEXA-MOE tag prefix of a training sample.
-[[nodiscard]] inline std::string domain_tag(Domain d) { return nexa::detail::concat("[", domain_name(d), "]"); }
+using domains::Domain;
+using domains::domain_name;
+using domains::domain_tag;
+using domains::kDomains;
+using domains::kNumDomains;
 
 enum class Split { Train = 0, Valid = 1, Test = 2 };
 inline constexpr std::size_t kNumSplits = 3;
@@ -154,24 +141,6 @@ inline constexpr std::array<Split, kNumSplits> kSplits = {Split::Train, Split::V
 // ---------------------------------------------------------------------------------------------
 // Text: UTF-8 repair, accent markup, JSON.
 
-inline void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // `s` with every byte that is not part of well-formed UTF-8 read as Windows-1252 (the package's
 // text is ASCII but for a handful of such bytes), so that the output is valid UTF-8.
 [[nodiscard]] inline std::string repair_utf8(std::string_view s) {
@@ -196,7 +165,7 @@ inline void append_utf8(std::string& out, std::uint32_t cp) {
       i += len;
       continue;
     }
-    append_utf8(out, c < 0xA0 ? cp1252[c - 0x80] : c);
+    nexa::unicode::append_utf8(static_cast<char32_t>(c < 0xA0 ? cp1252[c - 0x80] : c), out);
     ++i;
   }
   return out;
@@ -221,7 +190,7 @@ inline void append_utf8(std::string& out, std::uint32_t cp) {
       {"cre", 0x2022},    {"edh", 0xF0},    {"ssharp", 0xDF}, {"infin", 0x221E},  {"plusmn", 0xB1}};
   if (const auto it = named.find(m); it != named.end()) {
     std::string out;
-    append_utf8(out, it->second);
+    nexa::unicode::append_utf8(static_cast<char32_t>(it->second), out);
     return out;
   }
   if (m.size() != 2) return std::nullopt;
@@ -279,7 +248,7 @@ inline void append_utf8(std::string& out, std::uint32_t cp) {
   if (cp == 0) {
     out += letter;
   } else {
-    append_utf8(out, cp);
+    nexa::unicode::append_utf8(static_cast<char32_t>(cp), out);
   }
   return out;
 }

@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "domains.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/io/json.hpp"
 
@@ -58,23 +59,10 @@ namespace wordnet {
 
 inline constexpr std::string_view kModule = "wordnet";
 
-enum class Domain { PHYS = 0, BIO = 1, MAT = 2, MED = 3 };
-inline constexpr std::size_t kNumDomains = 4;
-inline constexpr std::array<Domain, kNumDomains> kDomains = {Domain::PHYS, Domain::BIO, Domain::MAT, Domain::MED};
-
-[[nodiscard]] inline std::string_view domain_name(Domain d) {
-  switch (d) {
-    case Domain::PHYS:
-      return "PHYS";
-    case Domain::BIO:
-      return "BIO";
-    case Domain::MAT:
-      return "MAT";
-    case Domain::MED:
-      return "MED";
-  }
-  return "?";
-}
+using domains::Domain;
+using domains::domain_name;
+using domains::kDomains;
+using domains::kNumDomains;
 
 // The domain of a topic synset's first lemma (as written in data.noun, underscores kept), or
 // nullopt when the topic is not one of the table's disciplines.
