@@ -12,13 +12,10 @@
 // the headword, so the corpus depends on nothing but the package. Exit code 1 on a bad argument
 // or a missing package.
 #include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <filesystem>
 #include <string>
-#include <string_view>
-#include <vector>
 
+#include "../common/cli.hpp"
 #include "gcide_corpus.hpp"
 #include "nexa/io/file.hpp"
 
@@ -29,13 +26,11 @@ struct Options {
   std::filesystem::path out = "gcide_corpus";
 };
 
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: nexa-gcide-corpus [--dict-dir DIR] [--out DIR]\n"
-               "  --dict-dir DIR  where gcide.index and gcide.dict.dz are (default /usr/share/dictd,\n"
-               "                  from the Debian package dict-gcide)\n"
-               "  --out DIR       output directory (default gcide_corpus)\n");
-}
+constexpr const char* kUsage =
+    "usage: nexa-gcide-corpus [--dict-dir DIR] [--out DIR]\n"
+    "  --dict-dir DIR  where gcide.index and gcide.dict.dz are (default /usr/share/dictd,\n"
+    "                  from the Debian package dict-gcide)\n"
+    "  --out DIR       output directory (default gcide_corpus)\n";
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
   nexa::detail::AtomicFileWriter writer(path, nexa::detail::io_context("nexa-gcide-corpus", path));
@@ -124,34 +119,7 @@ int run(const Options& opt) {
 
 int main(int argc, char** argv) {
   Options opt;
-  const std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "nexa-gcide-corpus: %s needs a value\n", std::string(a).c_str());
-        usage(stderr);
-        std::exit(1);
-      }
-      return args[++i];
-    };
-    if (a == "--dict-dir") {
-      opt.dict_dir = value();
-    } else if (a == "--out") {
-      opt.out = value();
-    } else if (a == "--help" || a == "-h") {
-      usage(stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "nexa-gcide-corpus: unknown argument '%s'\n", std::string(a).c_str());
-      usage(stderr);
-      return 1;
-    }
-  }
-  try {
-    return run(opt);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "nexa-gcide-corpus: %s\n", e.what());
-    return 1;
-  }
+  cli::Parser p("nexa-gcide-corpus", kUsage);
+  p.value("--dict-dir", opt.dict_dir).value("--out", opt.out);
+  return p.run(argc, argv, [&] { return run(opt); });
 }

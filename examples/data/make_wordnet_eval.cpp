@@ -14,8 +14,6 @@
 // is text no GCIDE-trained model has seen; the overlap of headwords is reported too. Exit code
 // 1 on a bad argument or a missing package.
 #include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -24,6 +22,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "../common/cli.hpp"
 #include "nexa/io/file.hpp"
 #include "wordnet_domains.hpp"
 
@@ -38,15 +37,13 @@ struct Options {
   std::optional<std::filesystem::path> gcide;
 };
 
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: nexa-wordnet-eval [--wordnet-dir DIR] [--out FILE] [--med-out FILE] [--gcide DIR]\n"
-               "  --wordnet-dir DIR  where data.noun, data.verb, data.adj and data.adv are (default\n"
-               "                     /usr/share/wordnet, from the Debian package wordnet-base)\n"
-               "  --out FILE         PHYS, BIO and MAT glosses as JSON lines (default wordnet_eval.jsonl)\n"
-               "  --med-out FILE     MED glosses as JSON lines (default: not written)\n"
-               "  --gcide DIR        a nexa-gcide-corpus output: leave out glosses whose text is in it\n");
-}
+constexpr const char* kUsage =
+    "usage: nexa-wordnet-eval [--wordnet-dir DIR] [--out FILE] [--med-out FILE] [--gcide DIR]\n"
+    "  --wordnet-dir DIR  where data.noun, data.verb, data.adj and data.adv are (default\n"
+    "                     /usr/share/wordnet, from the Debian package wordnet-base)\n"
+    "  --out FILE         PHYS, BIO and MAT glosses as JSON lines (default wordnet_eval.jsonl)\n"
+    "  --med-out FILE     MED glosses as JSON lines (default: not written)\n"
+    "  --gcide DIR        a nexa-gcide-corpus output: leave out glosses whose text is in it\n";
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
   if (path.has_parent_path()) {
@@ -184,38 +181,8 @@ int run(const Options& opt) {
 
 int main(int argc, char** argv) {
   Options opt;
-  const std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "%s: %s needs a value\n", kProgram, std::string(a).c_str());
-        usage(stderr);
-        std::exit(1);
-      }
-      return args[++i];
-    };
-    if (a == "--wordnet-dir") {
-      opt.wordnet_dir = value();
-    } else if (a == "--out") {
-      opt.out = value();
-    } else if (a == "--med-out") {
-      opt.med_out = value();
-    } else if (a == "--gcide") {
-      opt.gcide = value();
-    } else if (a == "--help" || a == "-h") {
-      usage(stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "%s: unknown argument '%s'\n", kProgram, std::string(a).c_str());
-      usage(stderr);
-      return 1;
-    }
-  }
-  try {
-    return run(opt);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
-    return 1;
-  }
+  cli::Parser p(kProgram, kUsage);
+  p.value("--wordnet-dir", opt.wordnet_dir).value("--out", opt.out).value("--med-out", opt.med_out);
+  p.value("--gcide", opt.gcide);
+  return p.run(argc, argv, [&] { return run(opt); });
 }

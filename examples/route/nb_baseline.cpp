@@ -14,16 +14,14 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "../common/cli.hpp"
 #include "naive_bayes.hpp"
 #include "nexa/io/file.hpp"
 
@@ -40,15 +38,13 @@ struct Options {
   std::optional<double> min_test_accuracy;
 };
 
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: nexa-nb-baseline --corpus DIR [--ood FILE] [--json FILE] [--alpha A] [--min-test-accuracy X]\n"
-               "  --corpus DIR     a nexa-gcide-corpus output (train.jsonl, valid.jsonl, test.jsonl)\n"
-               "  --ood FILE       also evaluate on these JSON lines (e.g. nexa-wordnet-eval's output)\n"
-               "  --json FILE      write the results as JSON (\"-\": standard output, the table to stderr)\n"
-               "  --alpha A        Laplace smoothing (default 1)\n"
-               "  --min-test-accuracy X  exit with 2 when the test accuracy is below X\n");
-}
+constexpr const char* kUsage =
+    "usage: nexa-nb-baseline --corpus DIR [--ood FILE] [--json FILE] [--alpha A] [--min-test-accuracy X]\n"
+    "  --corpus DIR     a nexa-gcide-corpus output (train.jsonl, valid.jsonl, test.jsonl)\n"
+    "  --ood FILE       also evaluate on these JSON lines (e.g. nexa-wordnet-eval's output)\n"
+    "  --json FILE      write the results as JSON (\"-\": standard output, the table to stderr)\n"
+    "  --alpha A        Laplace smoothing (default 1)\n"
+    "  --min-test-accuracy X  exit with 2 when the test accuracy is below X\n";
 
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -202,62 +198,13 @@ int run(const Options& opt) {
   return 0;
 }
 
-double parse_double(std::string_view name, std::string_view text) {
-  const std::string s(text);
-  char* end = nullptr;
-  const double x = std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(x)) {
-    std::fprintf(stderr, "%s: %s needs a number, got '%s'\n", kProgram, std::string(name).c_str(), s.c_str());
-    std::exit(1);
-  }
-  return x;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Options opt;
-  bool have_corpus = false;
-  const std::vector<std::string_view> args(argv + 1, argv + argc);
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    auto value = [&]() -> std::string_view {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "%s: %s needs a value\n", kProgram, std::string(a).c_str());
-        usage(stderr);
-        std::exit(1);
-      }
-      return args[++i];
-    };
-    if (a == "--corpus") {
-      opt.corpus = value();
-      have_corpus = true;
-    } else if (a == "--ood") {
-      opt.ood = value();
-    } else if (a == "--json") {
-      opt.json = std::string(value());
-    } else if (a == "--alpha") {
-      opt.alpha = parse_double(a, value());
-    } else if (a == "--min-test-accuracy") {
-      opt.min_test_accuracy = parse_double(a, value());
-    } else if (a == "--help" || a == "-h") {
-      usage(stdout);
-      return 0;
-    } else {
-      std::fprintf(stderr, "%s: unknown argument '%s'\n", kProgram, std::string(a).c_str());
-      usage(stderr);
-      return 1;
-    }
-  }
-  if (!have_corpus) {
-    std::fprintf(stderr, "%s: --corpus DIR is required (run nexa-gcide-corpus --out DIR first)\n", kProgram);
-    usage(stderr);
-    return 1;
-  }
-  try {
-    return run(opt);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
-    return 1;
-  }
+  cli::Parser p(kProgram, kUsage);
+  p.value("--corpus", opt.corpus).value("--ood", opt.ood).value("--json", opt.json);
+  p.number("--alpha", opt.alpha).number("--min-test-accuracy", opt.min_test_accuracy);
+  p.required("--corpus", "--corpus DIR is required (run nexa-gcide-corpus --out DIR first)");
+  return p.run(argc, argv, [&] { return run(opt); });
 }
