@@ -47,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/files.hpp"
 #include "domains.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/io/json.hpp"
@@ -907,11 +908,7 @@ struct IndexEntry {
 }
 
 [[nodiscard]] inline std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  nexa::require(static_cast<bool>(in), kModule, "cannot open ", path.string());
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nexa::require(!in.bad(), kModule, "error reading ", path.string());
-  return data;
+  return examples::read_file(path, kModule);
 }
 
 // Inflates a gzip (or dictzip) stream, all members.

@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/files.hpp"
 #include "domains.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/io/json.hpp"
@@ -403,11 +404,7 @@ inline constexpr std::array<std::string_view, 4> kDataFiles = {"data.noun", "dat
 }
 
 [[nodiscard]] inline std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  nexa::require(static_cast<bool>(in), kModule, "cannot open ", path.string());
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nexa::require(!in.bad(), kModule, "error reading ", path.string());
-  return data;
+  return examples::read_file(path, kModule);
 }
 
 // Reads <dir>/data.noun, data.verb, data.adj and data.adv.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../common/cli.hpp"
+#include "../common/files.hpp"
 #include "naive_bayes.hpp"
 #include "nexa/io/file.hpp"
 
@@ -46,13 +47,7 @@ constexpr const char* kUsage =
     "  --alpha A        Laplace smoothing (default 1)\n"
     "  --min-test-accuracy X  exit with 2 when the test accuracy is below X\n";
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  nexa::require(static_cast<bool>(in), kProgram, "cannot open ", path.string());
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nexa::require(!in.bad(), kProgram, "error reading ", path.string());
-  return data;
-}
+std::string read_file(const std::filesystem::path& path) { return examples::read_file(path, kProgram); }
 
 nb::ReadResult read_set(const std::filesystem::path& path) {
   nb::ReadResult r = nb::read_jsonl(read_file(path), path.string(), kLabels);
