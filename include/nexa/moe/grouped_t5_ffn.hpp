@@ -84,6 +84,26 @@ void dropout_backward(std::span<Expert> experts, const std::vector<index_t>& off
   }
 }
 
+// y = dropout(hidden) wo^T per expert: the output projection both variants end with.
+template <class Expert, class T, class D, class Caches>
+void output_forward(std::span<Expert> experts, const std::vector<index_t>& offsets, Tensor<T, D>& hidden,
+                    Caches& dropout, TensorView<T, D> y) {
+  dropout_forward(experts, offsets, hidden, dropout);
+  ops::grouped_gemm_rows(hidden.cview(), offsets, weights<T, D>(experts, &Expert::wo), Trans::T, y);
+}
+
+// Back through the output projection and dropout: accumulates dW_o and returns dL/d(activation
+// output) [slots, d_ff].
+template <class Expert, class T, class D, class Caches>
+Tensor<T, D> output_backward(std::span<Expert> experts, const std::vector<index_t>& offsets, TensorView<const T, D> dy,
+                             const Tensor<T, D>& hidden, const Caches& dropout) {
+  accumulate_weight_grads(experts, &Expert::wo, offsets, dy, hidden.cview());
+  auto dh = Tensor<T, D>::uninitialized(hidden.shape());
+  ops::grouped_gemm_rows(dy, offsets, weights<T, D>(experts, &Expert::wo), Trans::N, dh.view());
+  dropout_backward(experts, offsets, dh, dropout);
+  return dh;
+}
+
 }  // namespace grouped_detail
 
 // wo(dropout(Act(wi x))) for every expert at once.
@@ -109,18 +129,14 @@ struct GroupedExperts<T5FFN<Act, T, D>> {
                            cache.hidden.view());
     if constexpr (!std::same_as<Act, Relu>) cache.pre = cache.hidden;
     ActivationKernel<D>::template forward<Act>(cache.hidden.numel(), cache.hidden.data(), cache.hidden.data());
-    dropout_forward(experts, offsets, cache.hidden, cache.dropout);
-    ops::grouped_gemm_rows(cache.hidden.cview(), offsets, weights<T, D>(experts, &Expert::wo), Trans::T, y);
+    output_forward(experts, offsets, cache.hidden, cache.dropout, y);
   }
 
   static void backward(std::span<Expert> experts, const std::vector<index_t>& offsets, TensorView<const T, D> dy,
                        Cache& cache, TensorView<T, D> dx) {
     using namespace grouped_detail;
     if (cache.input.rows() == 0) return;
-    accumulate_weight_grads(experts, &Expert::wo, offsets, dy, cache.hidden.cview());
-    auto dh = Tensor<T, D>::uninitialized(cache.hidden.shape());
-    ops::grouped_gemm_rows(dy, offsets, weights<T, D>(experts, &Expert::wo), Trans::N, dh.view());
-    dropout_backward(experts, offsets, dh, cache.dropout);
+    Tensor<T, D> dh = output_backward(experts, offsets, dy, cache.hidden, cache.dropout);
     if constexpr (std::same_as<Act, Relu>) {
       ActivationKernel<D>::relu_backward_from_output(dh.numel(), cache.hidden.data(), dh.data());
     } else {
@@ -159,18 +175,15 @@ struct GroupedExperts<T5FFN<Gated<Act>, T, D>> {
                            cache.linear.view());
     ActivationKernel<D>::template gated_forward<Act>(cache.hidden.numel(), cache.gate.data(), cache.linear.data(),
                                                      cache.hidden.data());
-    dropout_forward(experts, offsets, cache.hidden, cache.dropout);
-    ops::grouped_gemm_rows(cache.hidden.cview(), offsets, weights<T, D>(experts, &Expert::wo), Trans::T, y);
+    output_forward(experts, offsets, cache.hidden, cache.dropout, y);
   }
 
   static void backward(std::span<Expert> experts, const std::vector<index_t>& offsets, TensorView<const T, D> dy,
                        Cache& cache, TensorView<T, D> dx) {
     using namespace grouped_detail;
     if (cache.input.rows() == 0) return;
-    accumulate_weight_grads(experts, &Expert::wo, offsets, dy, cache.hidden.cview());
-    auto d_gate = Tensor<T, D>::uninitialized(cache.hidden.shape());  // holds dL/dh until split below
-    ops::grouped_gemm_rows(dy, offsets, weights<T, D>(experts, &Expert::wo), Trans::N, d_gate.view());
-    dropout_backward(experts, offsets, d_gate, cache.dropout);
+    // dL/dh, then dL/d(gate) after the split below.
+    Tensor<T, D> d_gate = output_backward(experts, offsets, dy, cache.hidden, cache.dropout);
     auto d_linear = Tensor<T, D>::uninitialized(d_gate.shape());
     ActivationKernel<D>::template gated_backward<Act>(d_gate.numel(), cache.gate.data(), cache.linear.data(),
                                                       d_gate.data(), d_linear.data());
