@@ -1,5 +1,6 @@
-// NF4 on the GPU: dequantisation bit for bit equal to the CPU's, and the tiled dequantise + cuBLAS
-// linear forward against the CPU's GEMM with the dequantised weight.
+// NF4 on the GPU: dequantisation bit for bit equal to the CPU's, the tiled dequantise + cuBLAS
+// linear forward against the CPU's GEMM with the dequantised weight, and QuantizedLinear<NF4>
+// with D = cuda against the same layer on the CPU (forward and backward to the input).
 #include <cstdint>
 #include <tuple>
 #include <vector>
@@ -7,8 +8,10 @@
 // support.hpp first: it brings in nexa/backend/cuda.hpp, which keeps Eigen host-only.
 #include "support.hpp"
 
+#include "module_support.hpp"
 #include "nexa/backend/cuda/nf4.hpp"
 #include "nexa/quant/nf4.hpp"
+#include "nexa/quant/quantized_linear.hpp"
 
 using namespace nexa_test;
 using nexa::Tensor;
@@ -77,4 +80,27 @@ TEST_CASE("cuda nf4 rejects bad ranges and shapes") {
   CHECK_THROWS_WITH_AS(nexa::quant::nf4_linear_forward(DeviceTensor<float>::zeros({2, 7}).view(), dq, y.view()),
                        "quant::nf4_linear_forward: expected x [2, 8] and y [2, 4], got x [2, 7] and y [2, 4]",
                        nexa::Error);
+}
+
+TEST_CASE("cuda QuantizedLinear<NF4> matches the CPU layer: forward with and without bias, dx, several tiles") {
+  for (const bool bias : {false, true}) {
+    CAPTURE(bias);
+    nexa::Rng rng_cpu(61), rng_gpu(61), rng(62);
+    const nexa::Linear<float> dense_cpu({.in_features = 72, .out_features = 50, .bias = bias}, rng_cpu);
+    const nexa::Linear<float, nexa::cuda> dense_gpu({.in_features = 72, .out_features = 50, .bias = bias}, rng_gpu);
+    for (const index_t tile : {index_t{16}, index_t{128}}) {
+      CAPTURE(tile);
+      const nexa::QuantizedLinear<nexa::NF4> cpu(dense_cpu, tile);
+      const nexa::QuantizedLinear<nexa::NF4, float, nexa::cuda> gpu(dense_gpu, tile);
+      CHECK(gpu.bytes() == cpu.bytes());
+      const auto x = Tensor<float>::randn({33, 72}, rng);
+      const auto dy = Tensor<float>::randn({33, 50}, rng);
+      const auto y = cpu.apply(x.cview());
+      const auto y_gpu = gpu.apply(on_device(x).cview());
+      CHECK(rel_error(y_gpu.to_host(), y.to_host()) < 1e-5);
+      const auto dx = cpu.backward_input(dy.cview());
+      const auto dx_gpu = gpu.backward_input(on_device(dy).cview());
+      CHECK(rel_error(dx_gpu.to_host(), dx.to_host()) < 1e-5);
+    }
+  }
 }

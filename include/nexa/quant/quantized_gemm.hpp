@@ -11,10 +11,7 @@
 // read in place. Tiles run in a fixed order, so results do not depend on the thread count.
 // The arithmetic is T's: the dequantised float values are exact in double, so a double
 // instantiation computes with exactly the weights the float one sees (gradient checks).
-//
-// Format tags map a format to its tensor type, quantiser and row dequantiser:
-//   NF4 (= NF4Format<true, 64>: double quantisation, blocks of 64, QLoRA's defaults),
-//   NF4Format<false> (float absmax), Int8 (row-wise absmax), MXFP4 (blocks of 32; in % 32 == 0).
+// The formats (NF4, Int8, MXFP4) are in quant/formats.hpp.
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
@@ -24,50 +21,9 @@
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/tensor.hpp"
 #include "nexa/ops/gemm.hpp"
-#include "nexa/quant/int8.hpp"
-#include "nexa/quant/mxfp4.hpp"
-#include "nexa/quant/nf4.hpp"
+#include "nexa/quant/formats.hpp"
 
 namespace nexa::quant {
-
-template <bool DoubleQuant = true, index_t BlockSize = 64>
-struct NF4Format {
-  using tensor_type = NF4Tensor;
-  static constexpr const char* name = DoubleQuant ? "NF4" : "NF4 (no double quantisation)";
-  [[nodiscard]] static tensor_type quantize(TensorView<const float, cpu> w) {
-    return nf4_quantize(w, DoubleQuant, BlockSize);
-  }
-  static void dequantize_rows(const tensor_type& q, index_t r0, index_t r1, float* out) {
-    nf4_dequantize_rows(q, r0, r1, out);
-  }
-};
-using NF4 = NF4Format<>;
-
-struct Int8 {
-  using tensor_type = Int8Tensor;
-  static constexpr const char* name = "Int8";
-  [[nodiscard]] static tensor_type quantize(TensorView<const float, cpu> w) { return int8_quantize(w); }
-  static void dequantize_rows(const tensor_type& q, index_t r0, index_t r1, float* out) {
-    int8_dequantize_rows(q, r0, r1, out);
-  }
-};
-
-struct MXFP4 {
-  using tensor_type = MXFP4Tensor;
-  static constexpr const char* name = "MXFP4";
-  [[nodiscard]] static tensor_type quantize(TensorView<const float, cpu> w) { return mxfp4_quantize(w); }
-  static void dequantize_rows(const tensor_type& q, index_t r0, index_t r1, float* out) {
-    mxfp4_dequantize_rows(q, r0, r1, out);
-  }
-};
-
-template <class F>
-concept QuantFormat = requires(const typename F::tensor_type& q, TensorView<const float, cpu> w, float* out) {
-  { F::quantize(w) } -> std::same_as<typename F::tensor_type>;
-  F::dequantize_rows(q, index_t{0}, index_t{0}, out);
-  { q.bytes() } -> std::convertible_to<std::size_t>;
-  { q.shape } -> std::convertible_to<Shape>;
-};
 
 inline constexpr index_t default_tile_rows = 128;
 
@@ -202,5 +158,21 @@ void gemm_dy_w(const typename Format::tensor_type& w, TensorView<const T, cpu> d
     stats->io_scratch_elements = static_cast<index_t>(dyt.size());
   }
 }
+
+template <QuantFormat Format>
+struct QuantizedGemmKernel<Format, cpu> {
+  struct Placed {};
+  [[nodiscard]] static Placed place(const typename Format::tensor_type&) { return {}; }
+  template <class T>
+  static void x_wt(const typename Format::tensor_type& w, const Placed&, TensorView<const T, cpu> x,
+                   TensorView<T, cpu> y, T beta, index_t tile_rows) {
+    gemm_x_wt<Format>(w, x, y, beta, tile_rows);
+  }
+  template <class T>
+  static void dy_w(const typename Format::tensor_type& w, const Placed&, TensorView<const T, cpu> dy,
+                   TensorView<T, cpu> dx, T beta, index_t tile_rows) {
+    gemm_dy_w<Format>(w, dy, dx, beta, tile_rows);
+  }
+};
 
 }  // namespace nexa::quant

@@ -15,6 +15,9 @@
 // only its adapters, as peft does). Keep the dense checkpoint and quantise at load time; the
 // quantised storage itself is available through storage().
 // The backward gives dx only (backward_input); the forward keeps nothing.
+// With D = nexa::cuda (NF4 in float; include nexa/backend/cuda.hpp) the packed codes and block
+// statistics also live on the device and both GEMMs dequantise a tile of rows at a time into
+// cuBLAS there (backend/cuda/nf4.hpp); the host storage stays the reference copy.
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
@@ -25,6 +28,7 @@
 #include "nexa/core/error.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/nn/linear.hpp"
+#include "nexa/ops/elementwise.hpp"
 #include "nexa/quant/quantized_gemm.hpp"
 
 namespace nexa {
@@ -36,7 +40,8 @@ using quant::NF4Format;
 
 template <quant::QuantFormat Format, class T = float, class D = cpu>
 class QuantizedLinear {
-  static_assert(std::same_as<D, cpu>, "QuantizedLinear: quantised weights are implemented on the CPU only");
+  // On CUDA: NF4 in float (backend/cuda/nf4.hpp); other formats have no device kernels yet.
+  using Kernel = quant::QuantizedGemmKernel<Format, D>;
 
  public:
   using Config = typename Linear<T, D>::Config;
@@ -54,16 +59,20 @@ class QuantizedLinear {
     require(dense.weight.value.rank() == 2 && dense.weight.value.numel() > 0, "QuantizedLinear",
             "expected a dense Linear with a [out, in] weight, got shape ", dense.weight.value.shape());
     set_tile_rows(tile_rows);
-    if constexpr (std::same_as<T, float>) {
+    if constexpr (std::same_as<T, float> && std::same_as<D, cpu>) {
       weight_ = Format::quantize(dense.weight.value.cview());
     } else {
       const auto host = dense.weight.value.to_host();
       std::vector<float> f(host.begin(), host.end());
       weight_ = Format::quantize(TensorView<const float, cpu>(f.data(), dense.weight.value.shape()));
     }
+    placed_ = Kernel::place(weight_);
     if (config_.bias) {
       const auto b = dense.bias.value.to_host();
       bias_.assign(b.begin(), b.end());
+      std::vector<T> rounded(bias_.size());
+      for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = static_cast<T>(bias_[i]);
+      bias_values_ = Tensor<T, D>::from_host({config_.out_features}, rounded);
     }
   }
 
@@ -95,13 +104,9 @@ class QuantizedLinear {
     std::vector<index_t> dims = x.shape().dims();
     dims.back() = config_.out_features;
     auto y = Tensor<T, D>::uninitialized(Shape(dims));
-    if (config_.bias) {
-      T* out = y.data();
-      for (index_t r = 0; r < y.rows(); ++r)
-        for (index_t c = 0; c < config_.out_features; ++c)
-          out[r * config_.out_features + c] = static_cast<T>(bias_[static_cast<std::size_t>(c)]);
-    }
-    quant::gemm_x_wt<Format>(weight_, x, y.view(), config_.bias ? T(1) : T(0), tile_rows_);
+    // y starts as the bias rows and the GEMM adds x W^T onto them.
+    if (config_.bias) ops::broadcast_rows(bias_values_.cview(), y.view());
+    Kernel::template x_wt<T>(weight_, placed_, x, y.view(), config_.bias ? T(1) : T(0), tile_rows_);
     return y;
   }
 
@@ -114,7 +119,7 @@ class QuantizedLinear {
     std::vector<index_t> dims = dy.shape().dims();
     dims.back() = config_.in_features;
     auto dx = Tensor<T, D>::uninitialized(Shape(dims));
-    quant::gemm_dy_w<Format>(weight_, dy, dx.view(), T(0), tile_rows_);
+    Kernel::template dy_w<T>(weight_, placed_, dy, dx.view(), T(0), tile_rows_);
     return dx;
   }
 
@@ -124,8 +129,10 @@ class QuantizedLinear {
 
  private:
   Config config_;
-  Storage weight_;
+  Storage weight_;  // on the host, the reference copy
+  [[no_unique_address]] typename Kernel::Placed placed_;
   std::vector<float> bias_;
+  Tensor<T, D> bias_values_;  // bias_ in T on D
   index_t tile_rows_ = quant::default_tile_rows;
 };
 

@@ -14,12 +14,15 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 
 #include "nexa/backend/cuda/buffer.hpp"
 #include "nexa/backend/cuda/check.hpp"
 #include "nexa/backend/cuda/context.hpp"
+#include "nexa/backend/cuda/gemm.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/quant/formats.hpp"
 #include "nexa/quant/nf4.hpp"
 
 namespace nexa::quant {
@@ -130,16 +133,32 @@ inline void nf4_dequantize_range(const NF4DeviceTensor& q, index_t begin, index_
   cuda_backend::check_launch("nf4 dequantize_kernel");
 }
 
+namespace nf4_detail {
+// Calls f(r0, n, tile) for W's rows in tiles of at most tile_rows, in order, each dequantised into
+// tile [n, in] (device scratch from the caching allocator, reused from tile to tile).
+template <class F>
+void for_each_tile(const NF4DeviceTensor& w, index_t tile_rows, F&& f) {
+  const index_t out_features = w.shape[0], in_features = w.shape[1];
+  const index_t tile = std::min(tile_rows, out_features);
+  Buffer<float, cuda> scratch(static_cast<std::size_t>(tile * in_features));
+  for (index_t r0 = 0; r0 < out_features; r0 += tile) {
+    const index_t n = std::min(tile, out_features - r0);
+    nf4_dequantize_range(w, r0 * in_features, (r0 + n) * in_features, scratch.data());
+    f(r0, n, static_cast<const float*>(scratch.data()));
+  }
+}
+}  // namespace nf4_detail
+
 [[nodiscard]] inline Tensor<float, cuda> nf4_dequantize(const NF4DeviceTensor& q) {
   auto out = Tensor<float, cuda>::uninitialized(q.shape);
   nf4_dequantize_range(q, 0, q.numel(), out.data());
   return out;
 }
 
-// y [rows, out] = x [rows, in] W^T, W the [out, in] NF4 weight, dequantised tile_rows rows at a
-// time (scratch: tile_rows * in floats).
+// y [rows, out] = x [rows, in] W^T + beta y, W the [out, in] NF4 weight, dequantised tile_rows
+// rows at a time (scratch: tile_rows * in floats).
 inline void nf4_linear_forward(TensorView<const float, cuda> x, const NF4DeviceTensor& w, TensorView<float, cuda> y,
-                               index_t tile_rows = 256) {
+                               index_t tile_rows = 256, float beta = 0.0f) {
   require(w.shape.rank() == 2, "quant::nf4_linear_forward", "expected a [out, in] weight, got ", w.shape);
   const index_t out_features = w.shape[0], in_features = w.shape[1], rows = x.rows();
   require(x.cols() == in_features && y.rows() == rows && y.cols() == out_features, "quant::nf4_linear_forward",
@@ -148,23 +167,62 @@ inline void nf4_linear_forward(TensorView<const float, cuda> x, const NF4DeviceT
   require(tile_rows > 0, "quant::nf4_linear_forward", "expected a positive tile, got ", tile_rows);
   if (rows == 0 || out_features == 0) return;
   CudaContext& context = cuda_backend::current_context();
-  if (in_features == 0) {
-    NEXA_CUDA_CHECK(cudaMemsetAsync(static_cast<void*>(y.data()), 0,
-                                    static_cast<std::size_t>(rows * out_features) * sizeof(float), context.stream()));
+  if (in_features == 0) {  // y = beta y
+    GemmKernel<cuda>::scale(context, rows * out_features, beta, y.data());
     return;
   }
-  const index_t tile = std::min(tile_rows, out_features);
-  Buffer<float, cuda> scratch(static_cast<std::size_t>(tile * in_features));
-  const float one = 1.0f, zero = 0.0f;
-  for (index_t r0 = 0; r0 < out_features; r0 += tile) {
-    const index_t n = std::min(tile, out_features - r0);
-    nf4_dequantize_range(w, r0 * in_features, (r0 + n) * in_features, scratch.data());
+  const float one = 1.0f;
+  nf4_detail::for_each_tile(w, tile_rows, [&](index_t r0, index_t n, const float* tile) {
     // Column-major view: y^T [out, rows] (ld out); its rows r0 .. r0 + n are
     // W_tile [n, in] (stored row-major: in x n column-major, so op T) times x^T (in x rows, op N).
-    NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, in_features, &one,
-                                     scratch.data(), in_features, x.data(), in_features, &zero, y.data() + r0,
-                                     out_features));
-  }
+    NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, in_features, &one, tile,
+                                     in_features, x.data(), in_features, &beta, y.data() + r0, out_features));
+  });
 }
+
+// dx [rows, in] = dy [rows, out] W + beta dx, W dequantised tile_rows rows at a time: each tile
+// adds dy[:, tile] W_tile, tiles in order (the first one applies beta).
+inline void nf4_linear_backward_input(TensorView<const float, cuda> dy, const NF4DeviceTensor& w,
+                                      TensorView<float, cuda> dx, index_t tile_rows = 256, float beta = 0.0f) {
+  require(w.shape.rank() == 2, "quant::nf4_linear_backward_input", "expected a [out, in] weight, got ", w.shape);
+  const index_t out_features = w.shape[0], in_features = w.shape[1], rows = dy.rows();
+  require(dy.cols() == out_features && dx.rows() == rows && dx.cols() == in_features,
+          "quant::nf4_linear_backward_input", "expected dy [", rows, ", ", out_features, "] and dx [", rows, ", ",
+          in_features, "], got dy ", dy.shape(), " and dx ", dx.shape());
+  require(tile_rows > 0, "quant::nf4_linear_backward_input", "expected a positive tile, got ", tile_rows);
+  if (rows == 0 || in_features == 0) return;
+  CudaContext& context = cuda_backend::current_context();
+  if (out_features == 0) {  // dx = beta dx
+    GemmKernel<cuda>::scale(context, rows * in_features, beta, dx.data());
+    return;
+  }
+  const float one = 1.0f;
+  nf4_detail::for_each_tile(w, tile_rows, [&](index_t r0, index_t n, const float* tile) {
+    // Column-major view: dx^T [in, rows] (+)= W_tile^T [in, n] (W_tile row-major [n, in] is in x n
+    // column-major: op N) times dy[:, r0 .. r0 + n]^T [n, rows] (ld out: op N).
+    const float tile_beta = r0 == 0 ? beta : 1.0f;
+    NEXA_CUBLAS_CHECK(cublasSgemm_64(context.blas(), CUBLAS_OP_N, CUBLAS_OP_N, in_features, rows, n, &one, tile,
+                                     in_features, dy.data() + r0, out_features, &tile_beta, dx.data(), in_features));
+  });
+}
+
+// QuantizedLinear<NF4Format<...>, float, cuda>: the codes and statistics placed on the device.
+template <bool DoubleQuant, index_t BlockSize>
+struct QuantizedGemmKernel<NF4Format<DoubleQuant, BlockSize>, cuda> {
+  using Placed = NF4DeviceTensor;
+  [[nodiscard]] static Placed place(const NF4Tensor& w) { return nf4_to_device(w); }
+  template <class T>
+  static void x_wt(const NF4Tensor&, const Placed& w, TensorView<const T, cuda> x, TensorView<T, cuda> y, T beta,
+                   index_t tile_rows) {
+    static_assert(std::same_as<T, float>, "QuantizedLinear on CUDA: NF4 weights compute in float");
+    nf4_linear_forward(x, w, y, tile_rows, beta);
+  }
+  template <class T>
+  static void dy_w(const NF4Tensor&, const Placed& w, TensorView<const T, cuda> dy, TensorView<T, cuda> dx, T beta,
+                   index_t tile_rows) {
+    static_assert(std::same_as<T, float>, "QuantizedLinear on CUDA: NF4 weights compute in float");
+    nf4_linear_backward_input(dy, w, dx, tile_rows, beta);
+  }
+};
 
 }  // namespace nexa::quant
