@@ -23,6 +23,15 @@ namespace nexa::json {
 
 struct Value {
   enum class Kind { Null, Bool, Integer, Float, String, Array, Object };
+  // Special members are defined below, once Value is complete: `object` holds pair<string, Value>,
+  // which needs a complete Value, and clang instantiates the implicit ones inside the class.
+  Value() = default;
+  Value(const Value&);
+  Value(Value&&) noexcept;
+  Value& operator=(const Value&);
+  Value& operator=(Value&&) noexcept;
+  ~Value();
+
   Kind kind = Kind::Object;
   bool boolean = false;                               // Kind::Bool
   std::uint64_t integer = 0;                          // Kind::Integer: the value when non-negative, else its
@@ -54,12 +63,20 @@ struct Value {
   // The value of a number (Kind::Integer or Kind::Float) as a double, rounded to nearest.
   [[nodiscard]] double as_double() const { return number; }
   // The member called `key` of an object, or nullptr.
-  [[nodiscard]] const Value* find(std::string_view key) const {
-    for (const auto& [k, v] : object)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  [[nodiscard]] const Value* find(std::string_view key) const;
 };
+
+inline Value::Value(const Value&) = default;
+inline Value::Value(Value&&) noexcept = default;
+inline Value& Value::operator=(const Value&) = default;
+inline Value& Value::operator=(Value&&) noexcept = default;
+inline Value::~Value() = default;
+
+inline const Value* Value::find(std::string_view key) const {
+  for (const auto& [k, v] : object)
+    if (k == key) return &v;
+  return nullptr;
+}
 
 [[nodiscard]] inline std::string_view kind_name(Value::Kind k) {
   switch (k) {
