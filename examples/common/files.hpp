@@ -1,6 +1,7 @@
 #pragma once
-// Whole-file reads for the example programs: a file's bytes, or nexa::Error "<module>: cannot
-// open <path>" / "<module>: error reading <path>".
+// File helpers for the example programs: a whole file's bytes (or nexa::Error "<module>: cannot
+// open <path>" / "<module>: error reading <path>"), and its lines.
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -17,6 +18,22 @@ namespace examples {
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   nexa::require(!in.bad(), module, "error reading ", path.string());
   return data;
+}
+
+// Calls f(line, line_no) for every line of `text` (numbered from 1; a final line needs no
+// newline; a trailing '\r' is dropped, so CRLF files read the same).
+template <class F>
+void for_each_line(std::string_view text, F&& f) {
+  std::size_t start = 0, line_no = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    f(line, line_no);
+  }
 }
 
 }  // namespace examples

@@ -91,16 +91,8 @@ struct Sample {
 // The samples of JSON-lines `data` (see the rules above); `source` names it in errors.
 [[nodiscard]] inline std::vector<Sample> parse_split(std::string_view data, std::string_view source) {
   std::vector<Sample> out;
-  std::size_t start = 0;
-  std::size_t line_no = 0;
-  while (start < data.size()) {
-    std::size_t end = data.find('\n', start);
-    if (end == std::string_view::npos) end = data.size();
-    std::string_view line = data.substr(start, end - start);
-    start = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+  examples::for_each_line(data, [&](std::string_view line, std::size_t line_no) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) return;
     const std::string where = nexa::detail::concat(kModule, ": ", source, ":", line_no);
     const nexa::json::Value v = nexa::json::parse(line, where);  // "<where>: invalid JSON at byte ..."
     nexa::require(v.is_object(), where, "not a JSON object");
@@ -122,7 +114,7 @@ struct Sample {
     nexa::require(known, where, "unknown domain '", domain, "' (expected PHYS, BIO, MAT or MED)");
     s.text = field("text");
     out.push_back(std::move(s));
-  }
+  });
   return out;
 }
 
@@ -292,11 +284,7 @@ class Vocab {
         text += t;
       }
     }
-    constexpr std::pair<std::string_view, std::string_view> rules[] = {
-        {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
-        {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-    for (const auto& [from, to] : rules) text = replace_all(text, from, to);
-    return text;
+    return nexa::clean_up_tokenization(std::move(text));
   }
   [[nodiscard]] std::string decode(const std::vector<std::int32_t>& ids, bool skip_special = true) const {
     return decode(std::span<const std::int32_t>(ids), skip_special);
@@ -319,17 +307,6 @@ class Vocab {
 
   void check_id(std::int32_t id) const {
     nexa::require(id >= 0 && id < size(), kModule, "compact id ", id, " is outside the vocabulary [0, ", size(), ")");
-  }
-
-  [[nodiscard]] static std::string replace_all(const std::string& s, std::string_view from, std::string_view to) {
-    std::string out;
-    std::size_t pos = 0;
-    for (std::size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size()) {
-      out.append(s, pos, hit - pos);
-      out += to;
-    }
-    out.append(s, pos);
-    return out;
   }
 
   nexa::WordPieceTokenizer wordpiece_;

@@ -343,24 +343,15 @@ inline constexpr std::array<std::string_view, 4> kDataFiles = {"data.noun", "dat
   std::unordered_map<std::string, std::string> noun_lemma;  // offset -> first word
   for (const DataFile& file : files) {
     std::vector<Synset> synsets;
-    std::size_t line_no = 0;
-    std::size_t start = 0;
-    const std::string_view text = file.text;
-    while (start < text.size()) {
-      std::size_t end = text.find('\n', start);
-      if (end == std::string_view::npos) end = text.size();
-      std::string_view line = text.substr(start, end - start);
-      start = end + 1;
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.empty() || line.substr(0, 2) == "  ") continue;  // licence header
+    examples::for_each_line(file.text, [&](std::string_view line, std::size_t line_no) {
+      if (line.empty() || line.substr(0, 2) == "  ") return;  // licence header
       try {
         synsets.push_back(parse_synset_line(line, line_no));
       } catch (const nexa::Error& e) {
         throw nexa::Error(nexa::detail::concat(file.name, ": ", e.what()));
       }
       if (synsets.back().pos == 'n') noun_lemma.emplace(synsets.back().offset, synsets.back().words.front());
-    }
+    });
     parsed.emplace_back(&file, std::move(synsets));
   }
   for (const auto& [file, synsets] : parsed) {

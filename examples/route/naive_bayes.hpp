@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/files.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/io/json.hpp"
 
@@ -244,16 +245,8 @@ struct ReadResult {
                                            const std::vector<std::string>& labels, std::string_view text_field = "text",
                                            std::string_view label_field = "domain") {
   ReadResult out;
-  std::size_t start = 0;
-  std::size_t line_no = 0;
-  while (start < data.size()) {
-    std::size_t end = data.find('\n', start);
-    if (end == std::string_view::npos) end = data.size();
-    std::string_view line = data.substr(start, end - start);
-    start = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+  examples::for_each_line(data, [&](std::string_view line, std::size_t line_no) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) return;
     ++out.lines;
     const std::string where = nexa::detail::concat(source, ":", line_no);
     try {
@@ -276,7 +269,7 @@ struct ReadResult {
     } catch (const nexa::Error& e) {
       out.errors.emplace_back(e.what());
     }
-  }
+  });
   return out;
 }
 

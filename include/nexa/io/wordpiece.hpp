@@ -276,6 +276,27 @@ struct EncodeOptions {
   Padding padding = Padding::Longest;
 };
 
+// `s` with every occurrence of `from` replaced by `to`, left to right.
+[[nodiscard]] inline std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  std::string out;
+  std::size_t pos = 0;
+  for (std::size_t hit; (hit = s.find(from, pos)) != std::string_view::npos; pos = hit + from.size()) {
+    out.append(s, pos, hit - pos);
+    out += to;
+  }
+  out.append(s, pos);
+  return out;
+}
+
+// Hugging Face's clean_up_tokenization, the last step of BertTokenizer.decode: " ." -> "." etc.
+[[nodiscard]] inline std::string clean_up_tokenization(std::string text) {
+  constexpr std::pair<std::string_view, std::string_view> rules[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : rules) text = replace_all(text, from, to);
+  return text;
+}
+
 struct DecodeOptions {
   bool skip_special_tokens = false;
   bool clean_up_tokenization_spaces = true;  // BertTokenizer's default
@@ -419,12 +440,7 @@ class WordPieceTokenizer {
     while (b < e && unicode::is_python_space(u[b])) ++b;
     while (e > b && unicode::is_python_space(u[e - 1])) --e;
     text = unicode::encode_utf8(std::u32string_view(u).substr(b, e - b));
-    if (options.clean_up_tokenization_spaces) {
-      constexpr std::pair<std::string_view, std::string_view> rules[] = {
-          {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
-          {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-      for (const auto& [from, to] : rules) text = replace_all(text, from, to);
-    }
+    if (options.clean_up_tokenization_spaces) text = clean_up_tokenization(std::move(text));
     return text;
   }
   [[nodiscard]] std::string decode(const std::vector<std::int32_t>& ids, const DecodeOptions& options = {}) const {
@@ -673,17 +689,6 @@ class WordPieceTokenizer {
     };
     return {to_tensor(&Encoding::input_ids), to_tensor(&Encoding::token_type_ids),
             to_tensor(&Encoding::attention_mask)};
-  }
-
-  [[nodiscard]] static std::string replace_all(std::string s, std::string_view from, std::string_view to) {
-    std::string out;
-    std::size_t pos = 0;
-    for (std::size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size()) {
-      out.append(s, pos, hit - pos);
-      out += to;
-    }
-    out.append(s, pos);
-    return out;
   }
 
   WordPieceOptions options_;
