@@ -57,7 +57,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -223,17 +222,7 @@ class Vocab {
       data += token(id);
       data += '\n';
     }
-    const std::filesystem::path tmp = path.string() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      nexa::require(static_cast<bool>(out), kModule, "cannot write ", tmp.string());
-      out.write(data.data(), static_cast<std::streamsize>(data.size()));
-      out.close();
-      nexa::require(static_cast<bool>(out), kModule, "error writing ", tmp.string());
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    nexa::require(!ec, kModule, "cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
+    examples::write_file(path, data, kModule);
   }
 
   [[nodiscard]] std::int32_t size() const { return static_cast<std::int32_t>(kNumSpecials + pieces_.size()); }

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "../common/cli.hpp"
+#include "../common/files.hpp"
 #include "gcide_corpus.hpp"
 #include "nexa/io/file.hpp"
 
@@ -33,9 +34,7 @@ constexpr const char* kUsage =
     "  --out DIR       output directory (default gcide_corpus)\n";
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
-  nexa::detail::AtomicFileWriter writer(path, nexa::detail::io_context("nexa-gcide-corpus", path));
-  writer.write(text);
-  writer.commit();
+  examples::write_file(path, text, "nexa-gcide-corpus");
 }
 
 std::string stats_json(const gcide::Corpus& corpus, const gcide::Counts& counts) {

@@ -46,14 +46,7 @@ constexpr const char* kUsage =
     "  --gcide DIR        a nexa-gcide-corpus output: leave out glosses whose text is in it\n";
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
-  if (path.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    nexa::require(!ec, kProgram, "cannot create ", path.parent_path().string(), ": ", ec.message());
-  }
-  nexa::detail::AtomicFileWriter writer(path, nexa::detail::io_context(kProgram, path));
-  writer.write(text);
-  writer.commit();
+  examples::write_file(path, text, kProgram);
 }
 
 // The comparison key of a definition: its ASCII letters and digits, lower-cased.
@@ -82,16 +75,9 @@ GcideKeys read_gcide(const std::filesystem::path& dir) {
     const auto path = dir / name;
     nexa::require(std::filesystem::exists(path), kProgram, "--gcide: ", path.string(),
                   " is missing (run nexa-gcide-corpus --out ", dir.string(), " first)");
-    const std::string data = wordnet::read_file(path);
-    std::size_t start = 0;
-    std::size_t line_no = 0;
-    while (start < data.size()) {
-      std::size_t end = data.find('\n', start);
-      if (end == std::string::npos) end = data.size();
-      const std::string_view line = std::string_view(data).substr(start, end - start);
-      start = end + 1;
-      ++line_no;
-      if (wordnet::trim(line).empty()) continue;
+    const std::string data = examples::read_file(path, kProgram);
+    examples::for_each_line(data, [&](std::string_view line, std::size_t line_no) {
+      if (wordnet::trim(line).empty()) return;
       const nexa::json::Value v = nexa::json::parse(line, nexa::detail::concat(path.string(), ":", line_no));
       const nexa::json::Value* text = v.find("text");
       const nexa::json::Value* head = v.find("headword");
@@ -100,7 +86,7 @@ GcideKeys read_gcide(const std::filesystem::path& dir) {
       keys.texts.insert(text_key(text->string));
       keys.headwords.insert(text_key(head->string));
       ++keys.lines;
-    }
+    });
   }
   return keys;
 }

@@ -15,8 +15,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,12 +55,17 @@ nb::ReadResult read_set(const std::filesystem::path& path) {
 
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* format, ...) {
-  char buf[512];
   va_list args;
   va_start(args, format);
-  std::vsnprintf(buf, sizeof buf, format, args);
+  va_list again;
+  va_copy(again, args);
+  const int length = std::vsnprintf(nullptr, 0, format, args);  // the whole text, never cut
   va_end(args);
-  return buf;
+  std::string out(static_cast<std::size_t>(length > 0 ? length : 0) + 1, '\0');
+  std::vsnprintf(out.data(), out.size(), format, again);
+  va_end(again);
+  out.pop_back();
+  return out;
 }
 
 std::string num(double x) { return std::isnan(x) ? std::string("null") : fmt("%.4f", x); }
@@ -177,9 +180,7 @@ int run(const Options& opt) {
     if (json_to_stdout) {
       std::fputs(json.c_str(), stdout);
     } else {
-      nexa::detail::AtomicFileWriter writer(*opt.json, nexa::detail::io_context(kProgram, *opt.json));
-      writer.write(json);
-      writer.commit();
+      examples::write_file(*opt.json, json, kProgram);
     }
   }
   if (opt.min_test_accuracy) {

@@ -169,7 +169,13 @@ Int8ExportReport save_int8_checkpoint(Module& module, const std::filesystem::pat
     report.parameters += n;
     report.fp32_bytes += static_cast<std::size_t>(n) * sizeof(float);
     if (select(name, p.value.shape())) {
-      const auto q = quant::int8_quantize(p.value.cview());
+      const auto q = [&] {
+        try {
+          return quant::int8_quantize(p.value.cview());
+        } catch (const Error& e) {  // a non-finite weight: say which parameter
+          throw Error(nexa::detail::concat(context, ": weight ", json::quote(name), ": ", e.what()));
+        }
+      }();
       const index_t rows = q.shape.rows(), cols = q.shape.cols();
       std::vector<float> row(static_cast<std::size_t>(cols));
       for (index_t r = 0; r < rows; ++r) {
