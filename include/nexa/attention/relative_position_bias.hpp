@@ -18,18 +18,17 @@
 // named "relative_attention_bias.weight" under the first layer's attention prefix, e.g.
 // "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight".
 //
-// With D = cuda the bucket table is computed on the host (O(S)); the lookup is a device gather and
-// the backward one device thread per (bucket, head) summing its offsets in the CPU's order.
+// The bucket table is computed on the host (O(S)); the lookup and the backward run through
+// LayoutKernel<D> (gather; scatter_add, one task per (bucket, head) in offset order).
 #include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/tensor.hpp"
-#include "nexa/ops/layout_fwd.hpp"
+#include "nexa/ops/layout.hpp"
 
 namespace nexa {
 
@@ -144,25 +143,16 @@ class RelativePositionBias {
     const std::vector<index_t> bucket = buckets(seq_len);
     const index_t heads = config_.heads, n = 2 * seq_len - 1;
     auto bias = Tensor<T, D>::uninitialized({heads, n});
-    if constexpr (!std::same_as<D, cpu>) {
-      // The bucket table is built on the host (O(S)) and the lookup runs on the device.
-      const auto table = Tensor<index_t, D>::from_host({n}, bucket);
-      LayoutKernel<D>::gather(n, heads, table.data(), weight.value.data(), Strides{heads, 1}, bias.data(),
-                              Strides{1, n});
-    } else {
-      const T* w = weight.value.data();
-      T* out = bias.data();
-      NEXA_PARALLEL_FOR_IF(heads * n > parallel_grain)
-      for (index_t h = 0; h < heads; ++h)
-        for (index_t k = 0; k < n; ++k) out[h * n + k] = w[bucket[static_cast<std::size_t>(k)] * heads + h];
-    }
+    // The bucket table is built on the host (O(S)); the lookup runs on D.
+    const auto table = Tensor<index_t, D>::from_host({n}, bucket);
+    LayoutKernel<D>::gather(n, heads, table.data(), weight.value.data(), Strides{heads, 1}, bias.data(), Strides{1, n});
     return bias;
   }
 
   // d_bias: [heads, 2S - 1], the gradient of the loss with respect to forward(S)'s output (summed
   // over every layer that used it). Accumulates weight.grad[b, h] += sum of d_bias[h, o + S - 1]
-  // over the offsets o in bucket b, in increasing o (one thread per head: the order never
-  // depends on the thread count), when trainable.
+  // over the offsets o in bucket b, in increasing o (one task per (bucket, head): the order never
+  // depends on the thread count or the device), when trainable.
   void backward(TensorView<const T, D> d_bias) {
     check_constructed();
     const index_t heads = config_.heads;
@@ -171,22 +161,9 @@ class RelativePositionBias {
     if (!weight.trainable) return;
     const index_t n = d_bias.dim(1);
     const std::vector<index_t> bucket = buckets((n + 1) / 2);
-    if constexpr (!std::same_as<D, cpu>) {
-      // One device thread per (bucket, head) adds its offsets in increasing o: the CPU's order.
-      const Segments seg = segments_by_key(bucket.data(), n, config_.num_buckets);
-      const auto segments = static_cast<index_t>(seg.target.size());
-      const auto target = Tensor<index_t, D>::from_host({segments}, seg.target);
-      const auto start = Tensor<index_t, D>::from_host({segments + 1}, seg.start);
-      const auto order = Tensor<index_t, D>::from_host({n}, seg.order);
-      LayoutKernel<D>::scatter_add(segments, heads, target.data(), start.data(), order.data(), d_bias.data(),
-                                   Strides{1, n}, weight.grad.data(), Strides{heads, 1});
-    } else {
-      const T* g = d_bias.data();
-      T* grad = weight.grad.data();
-      NEXA_PARALLEL_FOR_IF(heads * n > parallel_grain)
-      for (index_t h = 0; h < heads; ++h)
-        for (index_t k = 0; k < n; ++k) grad[bucket[static_cast<std::size_t>(k)] * heads + h] += g[h * n + k];
-    }
+    // One task per (bucket, head) adds its offsets in increasing order, on every device.
+    const Segments seg = segments_by_key(bucket.data(), n, config_.num_buckets);
+    ops::scatter_add_segments<T, D>(seg, heads, d_bias.data(), Strides{1, n}, weight.grad.data(), Strides{heads, 1});
   }
 
   template <class F>

@@ -4,18 +4,16 @@
 // (PyTorch's default is N(0, 1)). Token ids are int32 of any shape; the output appends one axis.
 // The backward is deterministic: gradient rows are gathered per vocabulary row in token order and
 // rows are split across threads, so no two threads touch the same row and the sum order never
-// depends on the thread count. With D = cuda the lookup is a device gather and the backward the
-// same per-row sums in the same order (LayoutKernel<cuda>::scatter_add), bit for bit the CPU's.
-#include <algorithm>
+// depends on the thread count. Both run through LayoutKernel<D> (gather, scatter_add), so the
+// CUDA backward makes the CPU's additions in the CPU's order, bit for bit.
 #include <concepts>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/tensor.hpp"
-#include "nexa/ops/layout_fwd.hpp"
+#include "nexa/ops/layout.hpp"
 
 namespace nexa {
 
@@ -69,44 +67,11 @@ class Embedding {
     require_shape(dy, output_shape(ids.shape()), "Embedding", "dy");
     if (!weight.trainable) return;
     const index_t n = ids.numel(), dim = config_.embedding_dim, vocab = config_.num_embeddings;
-    if constexpr (!std::same_as<D, cpu>) {
-      // The same stable counting sort on a host copy of the ids; then one device thread per (used
-      // row, column) adds that row's tokens in order, the CPU's additions exactly (no atomics).
-      const std::vector<std::int32_t> host = ids_on_host(ids);
-      const Segments seg = segments_by_key(host.data(), n, vocab);
-      const auto rows = static_cast<index_t>(seg.target.size());
-      const auto target = Tensor<index_t, D>::from_host({rows}, seg.target);
-      const auto start = Tensor<index_t, D>::from_host({rows + 1}, seg.start);
-      const auto order = Tensor<index_t, D>::from_host({n}, seg.order);
-      LayoutKernel<D>::scatter_add(rows, dim, target.data(), start.data(), order.data(), dy.data(), Strides{dim, 1},
-                                   weight.grad.data(), Strides{dim, 1});
-    } else {
-      // Counting sort of token positions by id (stable, so each row sums its tokens in order).
-      std::vector<index_t> start(static_cast<std::size_t>(vocab) + 1, 0);
-      for (index_t t = 0; t < n; ++t) ++start[static_cast<std::size_t>(ids.data()[t]) + 1];
-      std::vector<index_t> used;  // ids that occur, ascending
-      for (index_t v = 0; v < vocab; ++v) {
-        if (start[static_cast<std::size_t>(v) + 1] > 0) used.push_back(v);
-        start[static_cast<std::size_t>(v) + 1] += start[static_cast<std::size_t>(v)];
-      }
-      std::vector<index_t> order(static_cast<std::size_t>(n));
-      std::vector<index_t> fill(start.begin(), start.end() - 1);
-      for (index_t t = 0; t < n; ++t)
-        order[static_cast<std::size_t>(fill[static_cast<std::size_t>(ids.data()[t])]++)] = t;
-
-      const index_t n_used = static_cast<index_t>(used.size());
-      T* grad = weight.grad.data();
-      const T* g = dy.data();
-      NEXA_PARALLEL_FOR_IF(n * dim > parallel_grain)
-      for (index_t u = 0; u < n_used; ++u) {
-        const index_t v = used[static_cast<std::size_t>(u)];
-        T* row = grad + v * dim;
-        for (index_t k = start[static_cast<std::size_t>(v)]; k < start[static_cast<std::size_t>(v) + 1]; ++k) {
-          const T* src = g + order[static_cast<std::size_t>(k)] * dim;
-          for (index_t c = 0; c < dim; ++c) row[c] += src[c];
-        }
-      }
-    }
+    // A stable counting sort of the token positions by id (on the host), then one task per used
+    // row adding its tokens in order: the same additions on every device, no atomics.
+    const std::vector<std::int32_t> host = ids_on_host(ids);
+    const Segments seg = segments_by_key(std::same_as<D, cpu> ? ids.data() : host.data(), n, vocab);
+    ops::scatter_add_segments<T, D>(seg, dim, dy.data(), Strides{dim, 1}, weight.grad.data(), Strides{dim, 1});
   }
 
   template <class F>
@@ -147,14 +112,7 @@ class Embedding {
   [[nodiscard]] Tensor<T, D> gather(TensorView<const std::int32_t, D> ids) const {
     auto y = Tensor<T, D>::uninitialized(output_shape(ids.shape()));
     const index_t n = ids.numel(), dim = config_.embedding_dim;
-    if constexpr (!std::same_as<D, cpu>) {
-      LayoutKernel<D>::gather(n, dim, ids.data(), weight.value.data(), Strides{dim, 1}, y.data(), Strides{dim, 1});
-    } else {
-      const T* w = weight.value.data();
-      T* out = y.data();
-      NEXA_PARALLEL_FOR_IF(n * dim > parallel_grain)
-      for (index_t t = 0; t < n; ++t) std::copy_n(w + static_cast<index_t>(ids.data()[t]) * dim, dim, out + t * dim);
-    }
+    LayoutKernel<D>::gather(n, dim, ids.data(), weight.value.data(), Strides{dim, 1}, y.data(), Strides{dim, 1});
     return y;
   }
 

@@ -3,7 +3,6 @@
 // pointers, so modules run it on either device (backend/cpu/layout.hpp, backend/cuda/layout.hpp).
 //   split_heads<T>(B, S, H, dh, x [B, S, H * dh], out [B, H, S, dh])
 //   merge_heads<T>(B, S, H, dh, x [B, H, S, dh], out [B, S, H * dh])
-// CUDA only (the CPU modules keep their own loops, which these reproduce bit for bit):
 //   gather<T, I>(rows, cols, idx [rows], src, src_strides, dst, dst_strides):
 //     dst[r * dst.row + c * dst.col] = src[idx[r] * src.row + c * src.col]
 //   scatter_add<T>(segments, cols, target [segments], start [segments + 1], order, src, src_strides,
@@ -11,6 +10,7 @@
 //     dst[target[u] * dst.row + c * dst.col] += src[order[k] * src.row + c * src.col] for k = start[u],
 //     start[u] + 1, .. < start[u + 1], one addition after another in that order (deterministic,
 //     no atomics: each target row belongs to one segment). Index arrays live on the device.
+// Embedding and RelativePositionBias use gather and scatter_add on every device.
 #include <cstddef>
 #include <vector>
 
