@@ -13,6 +13,7 @@
 #include "nexa/moe/nexus_router.hpp"
 #include "nexa/moe/routing_stats.hpp"
 #include "nexa/moe/sequence_router.hpp"
+#include "nexa/moe/shared_sequence_router.hpp"
 #include "nexa/moe/shared_expert.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/moe/topk_router.hpp"

@@ -131,6 +131,34 @@ TEST_CASE("BertModel gradients check with every dropout on (masks replayed with 
   check_model_gradients(0.2, 101);
 }
 
+TEST_CASE("BertModel backward without the input's gradient stops below the lowest trainable layer") {
+  using Model = nexa::BertModel<double>;
+  nexa::Rng rng(102);
+  Model full(tiny_config(), rng);
+  perturb(full, rng);
+  // Layer 1, the pooler and the head train; the embeddings and layer 0 are frozen.
+  full.visit_params([](const std::string& name, auto& p) {
+    p.set_trainable(name.rfind("encoder.layer.0.", 0) != 0 && name.rfind("embeddings.", 0) != 0);
+  });
+  Model partial = full;
+  const Batch batch;
+  const auto r_logits = Tensor<double>::randn({3, 3}, rng);
+  Model::Cache full_cache, partial_cache;
+  (void)full.forward(batch.ids, batch.types, batch.mask, full_cache);
+  (void)partial.forward(batch.ids, batch.types, batch.mask, partial_cache);
+  CHECK(full.backward({.logits = r_logits}, full_cache).numel() == 3 * 5 * 8);
+  CHECK(partial.backward({.logits = r_logits, .input = false}, partial_cache).empty());
+  std::vector<std::vector<double>> full_grads, partial_grads;
+  index_t trainable = 0;
+  full.visit_params([&](const std::string&, auto& p) {
+    full_grads.push_back(p.grad.to_host());
+    trainable += p.trainable ? 1 : 0;
+  });
+  partial.visit_params([&](const std::string&, auto& p) { partial_grads.push_back(p.grad.to_host()); });
+  CHECK(trainable == 16 + 2 + 2);
+  CHECK(full_grads == partial_grads);
+}
+
 TEST_CASE("BertModel parameter names are Hugging Face's BertModel / BertForSequenceClassification names") {
   nexa::Rng rng(1);
   auto cfg = tiny_config();

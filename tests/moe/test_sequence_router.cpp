@@ -135,3 +135,104 @@ TEST_CASE("DomainTags strip NEXA-MOE's tag prefixes into labels") {
   CHECK_THROWS_WITH_AS((void)tags.index_of("[MED]"), doctest::Contains("known: [PHYS], [BIO], [MAT]"), nexa::Error);
   CHECK_THROWS_AS(nexa::DomainTags({"[A]", "[A]"}), nexa::Error);
 }
+
+namespace {
+using SharedRouter = nexa::SharedSequenceRouter<nexa::BertModel<>, 2>;
+using SharedLayer = nexa::MoELayer<SharedRouter, nexa::T5FFN<nexa::Relu>, nexa::NoShared, nexa::cpu, double>;
+using Hub = SharedRouter::rebind<double, nexa::cpu>::Hub;
+
+// Two layers, one classifier: x -> layer0 -> layer1, routed by the hub's one classify().
+struct TwoSharedLayers {
+  std::shared_ptr<Hub> hub;
+  SharedLayer first, second;
+
+  explicit TwoSharedLayers(std::uint64_t seed, double supervised) {
+    nexa::Rng rng(seed);
+    auto config = layer_config;
+    config.supervised_coef = supervised;
+    hub = std::make_shared<Hub>(config.router(), nexa::BertModel<double>(tiny_bert(), rng));
+    first = SharedLayer(config, rng);
+    second = SharedLayer(config, rng);
+    first.router.attach(hub);
+    second.router.attach(hub);
+  }
+  template <class F>
+  void visit_params(F&& f) {
+    hub->visit_params(f, "hub");
+    first.visit_params(f, "first");
+    second.visit_params(f, "second");
+  }
+};
+}  // namespace
+
+TEST_CASE("Shared sequence router: one classifier routes two layers, gradients check") {
+  TwoSharedLayers model(124, 0.5);
+  nexa::Rng rng(4);
+  auto x = Tensor<double>::randn({12, 5}, rng);
+  auto r = Tensor<double>::randn({12, 5}, rng);
+  const auto b = batch({0, 2, 1}, {-1, -1, 2});
+  const auto loss = [&] {
+    (void)model.hub->classify(b);
+    SharedLayer::Cache c0, c1;
+    const auto h = model.first.forward(x, c0);
+    CHECK(c0.aux_loss() == 0.0);  // the hub counts the routing losses once
+    return nexa::testing::weighted_sum(model.second.forward(h, c1), r) + model.hub->aux().total();
+  };
+  (void)model.hub->classify(b);
+  SharedLayer::Cache c0, c1;
+  const auto h = model.first.forward(x, c0);
+  (void)model.second.forward(h, c1);
+  const auto dh = model.second.backward(r, c1);
+  const auto dx = model.first.backward(dh, c0);
+  model.hub->backward_classifier();
+  CHECK(model.hub->aux().supervised > 0);
+  CHECK(nexa::testing::gradient_error(loss, x.data(), x.numel(), dx.data()) < 1e-6);
+  int hub_params = 0;
+  for (auto& [name, p] : nexa::testing::trainable_params(model)) {
+    const std::string param_name = name;
+    INFO(param_name);
+    hub_params += param_name.rfind("hub.", 0) == 0 ? 1 : 0;
+    CHECK(nexa::testing::gradient_error(loss, p->value.data(), p->numel(), p->grad.data()) < 1e-6);
+  }
+  CHECK(hub_params > 10);
+}
+
+TEST_CASE("Shared sequence router: one attached layer equals the layer that owns its router, bitwise") {
+  Layer owner = make_layer(125, 0.5);
+  auto config = layer_config;
+  config.supervised_coef = 0.5;
+  nexa::Rng unused(0);
+  SharedLayer shared(config, unused);
+  shared.experts = owner.experts;
+  auto hub = std::make_shared<Hub>(config.router(), owner.router.classifier);
+  shared.router.attach(hub);
+  nexa::Rng rng(5);
+  auto x = Tensor<double>::randn({12, 5}, rng);
+  auto r = Tensor<double>::randn({12, 5}, rng);
+  const auto b = batch({1, 0, 2});
+  (void)owner.router.classify(b);
+  (void)hub->classify(b);
+  Layer::Cache owner_cache;
+  SharedLayer::Cache shared_cache;
+  CHECK(owner.forward(x, owner_cache).to_host() == shared.forward(x, shared_cache).to_host());
+  CHECK(owner_cache.aux_loss() == hub->aux().total());
+  CHECK(owner.backward(r, owner_cache).to_host() == shared.backward(r, shared_cache).to_host());
+  hub->backward_classifier();
+  std::vector<std::vector<double>> owner_grads, shared_grads;
+  owner.router.visit_params([&](const std::string&, auto& p) { owner_grads.push_back(p.grad.to_host()); });
+  hub->visit_params([&](const std::string&, auto& p) { shared_grads.push_back(p.grad.to_host()); });
+  CHECK(owner_grads == shared_grads);
+}
+
+TEST_CASE("Shared sequence router reports misuse") {
+  nexa::Rng rng(6);
+  SharedLayer layer(layer_config, rng);
+  SharedLayer::Cache cache;
+  CHECK_THROWS_WITH_AS((void)layer.forward(Tensor<double>({12, 5}), cache), doctest::Contains("attach"), nexa::Error);
+  auto other = layer_config.router();
+  other.num_experts = 4;
+  auto bert = tiny_bert();
+  bert.num_labels = 4;
+  CHECK_THROWS_WITH_AS(layer.router.attach(std::make_shared<Hub>(other, nexa::BertModel<double>(bert, rng))),
+                       doctest::Contains("must route to 3 experts"), nexa::Error);
+}

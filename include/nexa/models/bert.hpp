@@ -124,6 +124,10 @@ class BertModel {
     TensorView<const T, D> last_hidden_state = {};
     TensorView<const T, D> pooler_output = {};
     TensorView<const T, D> logits = {};
+    // false: the caller needs no d(input embeddings), so backward stops below the lowest trainable
+    // parameter (a head-only fine-tune costs one small GEMM, not a pass through the encoder) and
+    // returns an empty tensor.
+    bool input = true;
   };
   struct Cache {
     typename BertEmbeddings<T, D>::Cache embeddings;
@@ -222,8 +226,15 @@ class BertModel {
       ops::axpy(T(1), dp.cview(), dpool.view());
     }
     ops::axpy(T(1), pooler.backward(dpool.cview(), cache.pooler).cview(), dh.view());
-    Tensor<T, D> dx = encoder.backward(dh.cview(), cache.encoder);
-    return embeddings.backward(dx.cview(), cache.embeddings);
+    if (grads.input || has_trainable(embeddings)) {
+      Tensor<T, D> dx = encoder.backward(dh.cview(), cache.encoder);
+      Tensor<T, D> d_embeds = embeddings.backward(dx.cview(), cache.embeddings);
+      return grads.input ? std::move(d_embeds) : Tensor<T, D>();
+    }
+    std::size_t lowest = 0;  // the lowest layer with a trainable parameter: nothing below needs a gradient
+    while (lowest < encoder.layers.size() && !has_trainable(encoder.layers[lowest])) ++lowest;
+    if (lowest < encoder.layers.size()) (void)encoder.backward(dh.cview(), cache.encoder, lowest);
+    return Tensor<T, D>();
   }
 
   template <class F>
@@ -235,6 +246,13 @@ class BertModel {
   }
 
  private:
+  template <class Module>
+  [[nodiscard]] static bool has_trainable(Module& module) {
+    bool any = false;
+    module.visit_params([&](const std::string&, auto& p) { any = any || p.trainable; });
+    return any;
+  }
+
   void check_mask(TensorView<const std::int32_t, D> mask, index_t B, index_t S) const {
     if (mask.empty()) return;
     require_shape(mask, Shape{B, S}, "BertModel", "attention mask");

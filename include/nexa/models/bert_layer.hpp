@@ -248,10 +248,12 @@ class BertEncoder {
     return std::move(x);
   }
 
-  [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
+  // Runs layers top down to `lowest` (0: all of them); returns d(input of layer `lowest`).
+  [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache, std::size_t lowest = 0) {
     require(cache.layers.size() == layers.size(), "BertEncoder", "backward needs a forward's cache");
+    require(lowest <= layers.size(), "BertEncoder", "lowest layer expected at most ", layers.size(), ", got ", lowest);
     Tensor<T, D> g = clone(dy);
-    for (std::size_t i = layers.size(); i-- > 0;) g = layers[i].backward(g.cview(), cache.layers[i]);
+    for (std::size_t i = layers.size(); i-- > lowest;) g = layers[i].backward(g.cview(), cache.layers[i]);
     return g;
   }
 

@@ -141,24 +141,42 @@ class SequenceClassifierRouter {
   // Sums dL/dweights over each sequence's tokens, adds the auxiliary and supervised losses'
   // gradients, and runs the classifier's backward. The routing does not depend on x: returns zeros.
   [[nodiscard]] Tensor<T, D> backward(TensorView<const A, D> d_weights, Cache&) {
-    const index_t tokens = d_weights.dim(0), B = state_.batch, S = state_.seq_len;
-    require(tokens == B * S && d_weights.dim(1) == K, "SequenceClassifierRouter", "d_weights expected [", B * S, ", ",
-            K, "], got ", d_weights.shape());
+    accumulate_weight_grads(d_weights);
+    backward_classifier();
+    return Tensor<T, D>({d_weights.dim(0), config_.d_model});
+  }
+
+  // The two halves of backward(), for layers that share this router (SharedSequenceRouter): each
+  // layer adds its dL/dweights, then the classifier runs backward once for all of them.
+  void accumulate_weight_grads(TensorView<const A, D> d_weights) {
+    const index_t B = state_.batch, S = state_.seq_len;
+    require(B > 0, "SequenceClassifierRouter", "backward before classify(): classify the batch first");
+    require(d_weights.rank() == 2 && d_weights.dim(0) == B * S && d_weights.dim(1) == K, "SequenceClassifierRouter",
+            "d_weights expected [", B * S, ", ", K, "], got ", d_weights.shape());
+    if (state_.d_seq.empty()) state_.d_seq = Tensor<A, D>({B, K});
     // An overridden sequence's weights are constants: nothing flows back through them (its
     // logits still carry the auxiliary losses' gradients).
-    Tensor<A, D> d_seq({B, K});
-    for (index_t t = 0; t < tokens; ++t) {
+    for (index_t t = 0; t < B * S; ++t) {
       if (overridden(t / S)) continue;
-      for (index_t j = 0; j < K; ++j) d_seq.data()[(t / S) * K + j] += d_weights.data()[t * K + j];
+      for (index_t j = 0; j < K; ++j) state_.d_seq.data()[(t / S) * K + j] += d_weights.data()[t * K + j];
     }
-    Tensor<A, D> d_logits = logits_backward(state_.seq, config_, K, d_seq.cview());
+  }
+  void backward_classifier() {
+    require(state_.batch > 0, "SequenceClassifierRouter", "backward before classify(): classify the batch first");
+    if (state_.d_seq.empty()) state_.d_seq = Tensor<A, D>({state_.batch, K});
+    Tensor<A, D> d_logits = logits_backward(state_.seq, config_, K, state_.d_seq.cview());
+    state_.d_seq = Tensor<A, D>();
     (void)supervised_loss(&d_logits);
     const Tensor<T, D> d_logits_t = convert<T>(std::move(d_logits));
     typename ClassifierT::Grads grads;
     grads.logits = d_logits_t.cview();
+    if constexpr (requires { grads.input = false; }) grads.input = false;  // only parameters need gradients
     (void)classifier.backward(grads, state_.classifier);
-    return Tensor<T, D>({tokens, config_.d_model});
   }
+
+  // The last classify()'s sequence-level routing and losses ([B, E] probabilities, [B, K] choices).
+  [[nodiscard]] const Routing<A, D>& sequence_routing() const { return state_.seq.routing; }
+  [[nodiscard]] const AuxLosses& aux() const { return state_.seq.aux; }
 
   template <class F>
   void visit_params(F&& f, const std::string& prefix = "") {
@@ -171,6 +189,7 @@ class SequenceClassifierRouter {
     LogitRouting<A, D> seq;  // sequence-level logits [B, E], routing, aux losses
     typename ClassifierT::Cache classifier;
     std::vector<std::int32_t> labels, overrides;
+    Tensor<A, D> d_seq;  // [B, K]: dL/d(sequence weights) summed over tokens (and sharing layers)
   };
 
   void check_per_sequence(const std::vector<std::int32_t>& v, index_t B, const char* what) const {
