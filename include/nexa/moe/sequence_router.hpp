@@ -9,8 +9,9 @@
 // expert and bypasses the classifier's choice. The classifier can be trained fully, only in its head, or not at all
 // (set_training_scope).
 //
-// Use per batch: classify(batch) once, then the MoE layer's forward/backward; tokens are the
-// batch's B x S tokens in row-major order, so the layer's input must have B * S rows.
+// Use per batch: classify(batch) once, then the MoE layer's forward/backward. The layer's input
+// holds the B sequences' tokens in row-major order, B * S' rows: S' may differ from the
+// classifier's S (NEXA-MOE's experts and its BERT classifier tokenise the text their own ways).
 // One batch is in flight per router: classify() replaces the previous batch's state.
 #include <algorithm>
 #include <cmath>
@@ -104,7 +105,6 @@ class SequenceClassifierRouter {
     check_per_sequence(batch.domain_override, B, "domain_override");
     state_ = {};
     state_.batch = B;
-    state_.seq_len = batch.ids.dim(1);
     state_.labels = batch.domain_labels;
     state_.overrides = batch.domain_override;
     auto out = classifier.forward(batch.ids, batch.token_types, batch.mask, state_.classifier);
@@ -117,12 +117,14 @@ class SequenceClassifierRouter {
     return state_.seq.routing;
   }
 
-  // x: [B * S, d]: every token takes its sequence's routing.
+  // x: [B * S', d]: every token takes its sequence's routing (S' tokens per sequence).
   const Routing<A, D>& route(TensorView<const T, D> x, Cache& cache) {
     require(state_.batch > 0, "SequenceClassifierRouter", "route() before classify(): classify the batch first");
-    const index_t tokens = x.rows(), B = state_.batch, S = state_.seq_len, E = config_.num_experts;
-    require(tokens == B * S, "SequenceClassifierRouter", "the layer's input must have B * S = ", B * S,
-            " rows (the classified batch's tokens), got ", tokens);
+    const index_t tokens = x.rows(), B = state_.batch, E = config_.num_experts;
+    require(tokens > 0 && tokens % B == 0, "SequenceClassifierRouter",
+            "the layer's input must have B * S' rows, a multiple of the classified batch's B = ", B, " sequences, got ",
+            tokens);
+    const index_t S = tokens / B;
     const Routing<A, D>& seq = state_.seq.routing;
     cache.logits = Tensor<A, D>::uninitialized({tokens, E});
     cache.routing = {Tensor<A, D>::uninitialized({tokens, E}), Tensor<std::int32_t, D>::uninitialized({tokens, K}),
@@ -149,10 +151,12 @@ class SequenceClassifierRouter {
   // The two halves of backward(), for layers that share this router (SharedSequenceRouter): each
   // layer adds its dL/dweights, then the classifier runs backward once for all of them.
   void accumulate_weight_grads(TensorView<const A, D> d_weights) {
-    const index_t B = state_.batch, S = state_.seq_len;
+    const index_t B = state_.batch;
     require(B > 0, "SequenceClassifierRouter", "backward before classify(): classify the batch first");
-    require(d_weights.rank() == 2 && d_weights.dim(0) == B * S && d_weights.dim(1) == K, "SequenceClassifierRouter",
-            "d_weights expected [", B * S, ", ", K, "], got ", d_weights.shape());
+    require(d_weights.rank() == 2 && d_weights.dim(0) > 0 && d_weights.dim(0) % B == 0 && d_weights.dim(1) == K,
+            "SequenceClassifierRouter", "d_weights expected [B * S', ", K, "] with B = ", B, ", got ",
+            d_weights.shape());
+    const index_t S = d_weights.dim(0) / B;
     if (state_.d_seq.empty()) state_.d_seq = Tensor<A, D>({B, K});
     // An overridden sequence's weights are constants: nothing flows back through them (its
     // logits still carry the auxiliary losses' gradients).
@@ -185,7 +189,7 @@ class SequenceClassifierRouter {
 
  private:
   struct BatchState {
-    index_t batch = 0, seq_len = 0;
+    index_t batch = 0;
     LogitRouting<A, D> seq;  // sequence-level logits [B, E], routing, aux losses
     typename ClassifierT::Cache classifier;
     std::vector<std::int32_t> labels, overrides;
