@@ -1,0 +1,129 @@
+#pragma once
+// checkpoint.hpp: the demo's checkpoint directory, which nexa-route and nexa-generate load.
+//   config.json              {"format": "nexa-moe-demo", "domains": [...], "lm": {sizes}, "vocab": "vocab.txt",
+//                             "classifier_config": "classifier_config.json", "classifier_vocab": ...}
+//   vocab.txt                the LM's compact vocabulary (lm_data::Vocab)
+//   classifier_config.json   the router's BERT config (MiniLM's config.json; num_labels from "domains")
+//   classifier_vocab.txt     the router's WordPiece vocabulary (MiniLM's vocab.txt)
+//   nexa_moe.safetensors     NEXA-MOE: the LM (T5 names) and router.classifier_model.* (BERT names)
+//   token_moe.safetensors, dense.safetensors   the baselines
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "../common/files.hpp"
+#include "../common/lm_data.hpp"
+#include "lm.hpp"
+#include "nexa/io/json.hpp"
+
+namespace nexa_moe {
+
+inline constexpr const char* kCheckpointFormat = "nexa-moe-demo";
+
+[[nodiscard]] inline std::string lm_config_json(const LMConfig& c) {
+  return nexa::detail::concat("{\"vocab\": ", c.vocab, ", \"d_model\": ", c.d_model, ", \"heads\": ", c.heads,
+                              ", \"layers\": ", c.layers, ", \"d_ff\": ", c.d_ff, ", \"experts\": ", c.experts,
+                              ", \"relative_buckets\": ", c.relative_buckets,
+                              ", \"relative_max_distance\": ", c.relative_max_distance, "}");
+}
+
+// Writes config.json and copies the vocabularies and the classifier's config; the caller saves
+// the models' safetensors next to them.
+inline void write_checkpoint_config(const std::filesystem::path& dir, const LMConfig& lm,
+                                    const std::vector<std::string>& domains, const std::filesystem::path& minilm,
+                                    const lm_data::Vocab& vocab, std::size_t classifier_len) {
+  std::filesystem::create_directories(dir);
+  std::string names;
+  for (std::size_t i = 0; i < domains.size(); ++i) names += (i ? ", " : "") + nexa::json::quote(domains[i]);
+  examples::write_file(
+      dir / "config.json",
+      nexa::detail::concat("{\"format\": \"", kCheckpointFormat, "\", \"domains\": [", names,
+                           "], \"lm\": ", lm_config_json(lm), ", \"classifier_max_len\": ", classifier_len,
+                           ", \"vocab\": \"vocab.txt\", \"classifier_config\": "
+                           "\"classifier_config.json\", \"classifier_vocab\": "
+                           "\"classifier_vocab.txt\", \"models\": {\"nexa-moe\": "
+                           "\"nexa_moe.safetensors\", \"token-moe\": \"token_moe.safetensors\", "
+                           "\"dense\": \"dense.safetensors\"}}\n"),
+      "nexa-moe");
+  vocab.save(dir / "vocab.txt");
+  examples::write_file(dir / "classifier_config.json", examples::read_file(minilm / "config.json", "nexa-moe"),
+                       "nexa-moe");
+  examples::write_file(dir / "classifier_vocab.txt", examples::read_file(minilm / "vocab.txt", "nexa-moe"), "nexa-moe");
+}
+
+// A module's parameters under a name prefix (loads one part of a bigger model's file).
+template <class Module>
+struct PrefixedParams {
+  Module& module;
+  std::string prefix;
+  template <class F>
+  void visit_params(F&& f) {
+    module.visit_params(f, prefix);
+  }
+};
+
+// What config.json says, with the directory it came from.
+struct Checkpoint {
+  std::filesystem::path dir;
+  std::vector<std::string> domains;
+  LMConfig lm;
+  std::size_t classifier_max_len = 48;
+
+  // Reads DIR/config.json; every problem is a nexa::Error naming the file and the field.
+  [[nodiscard]] static Checkpoint open(const std::filesystem::path& dir) {
+    const std::filesystem::path path = dir / "config.json";
+    const std::string context = nexa::detail::concat("checkpoint ", path.string());
+    const nexa::json::Value v = nexa::json::parse(examples::read_file(path, "checkpoint"), context);
+    const auto field = [&](const nexa::json::Value& obj, std::string_view key) -> const nexa::json::Value& {
+      const nexa::json::Value* f = obj.find(key);
+      nexa::require(f != nullptr, context, "missing field \"", key, "\"");
+      return *f;
+    };
+    const auto integer = [&](const nexa::json::Value& obj, std::string_view key) {
+      const nexa::json::Value& f = field(obj, key);
+      nexa::require(f.is_int64() && f.as_int64() > 0, context, "\"", key, "\" must be a positive integer");
+      return static_cast<index_t>(f.as_int64());
+    };
+    const nexa::json::Value& format = field(v, "format");
+    nexa::require(format.is_string() && format.string == kCheckpointFormat, context, "format expected \"",
+                  kCheckpointFormat, "\" (a nexa-moe checkpoint)");
+    Checkpoint c;
+    c.dir = dir;
+    const nexa::json::Value& domains = field(v, "domains");
+    nexa::require(domains.is_array() && !domains.array.empty(), context, "\"domains\" must be a non-empty array");
+    for (const auto& d : domains.array) {
+      nexa::require(d.is_string(), context, "\"domains\" must hold strings");
+      c.domains.push_back(d.string);
+    }
+    const nexa::json::Value& lm = field(v, "lm");
+    c.lm.vocab = integer(lm, "vocab");
+    c.lm.d_model = integer(lm, "d_model");
+    c.lm.heads = integer(lm, "heads");
+    c.lm.layers = integer(lm, "layers");
+    c.lm.d_ff = integer(lm, "d_ff");
+    c.lm.experts = integer(lm, "experts");
+    c.lm.relative_buckets = integer(lm, "relative_buckets");
+    c.lm.relative_max_distance = integer(lm, "relative_max_distance");
+    c.classifier_max_len = static_cast<std::size_t>(integer(v, "classifier_max_len"));
+    return c;
+  }
+
+  [[nodiscard]] nexa::WordPieceTokenizer classifier_vocab() const {
+    return nexa::WordPieceTokenizer::from_vocab_file(dir / "classifier_vocab.txt");
+  }
+
+  // The NEXA-MOE router's BERT classifier, from nexa_moe.safetensors (router.classifier_model.*),
+  // in eval mode.
+  [[nodiscard]] nexa::BertModel<> classifier() const {
+    nexa::BertConfig config = nexa::BertConfig::from_json(dir / "classifier_config.json");
+    config.num_labels = static_cast<index_t>(domains.size());
+    nexa::Rng rng(0);
+    nexa::BertModel<> bert(config, rng);
+    PrefixedParams prefixed{bert, "router.classifier_model"};
+    nexa::load_safetensors(prefixed, dir / "nexa_moe.safetensors", /*strict=*/false);
+    bert.set_training(false);
+    return bert;
+  }
+};
+
+}  // namespace nexa_moe

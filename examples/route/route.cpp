@@ -1,0 +1,216 @@
+// nexa-route: the routing CLI of issue 7. Loads the BERT domain router of a nexa-moe checkpoint
+// and routes definitions to the domain experts.
+//
+//   nexa-route --checkpoint DIR [--input FILE] [--domain TAG] [--eval] [--output FILE]
+//
+// Input: JSON lines {"text": "..."} (standard input when no --input). Output: one JSON line per
+// input, {"line": N, "domain": "BIO", "probs": [p_PHYS, p_BIO, p_MAT]} plus "overridden": true
+// when --domain forces the domain (NEXA-MOE's tag override: the probabilities are still the
+// classifier's), and "label" with --eval. A malformed line (not JSON, no string "text", an
+// unknown "domain") is reported on standard error with its line number and skipped; the rest
+// are routed, and the exit code is then 2.
+// --eval: the lines must carry "domain" too; prints accuracy, per-domain accuracy and the
+// confusion matrix (the JSON lines go to --output only, when given).
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../common/cli.hpp"
+#include "../common/threads.hpp"
+#include "../nexa_moe/checkpoint.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nexa::index_t;
+constexpr const char* kProgram = "nexa-route";
+
+constexpr const char* kUsage =
+    "usage: nexa-route --checkpoint DIR [--input FILE] [--domain TAG] [--eval] [--output FILE]\n"
+    "Routes JSON lines {\"text\": ...} (standard input without --input) to the domain experts of a\n"
+    "nexa-moe checkpoint and writes one JSON line per input: {\"line\", \"domain\", \"probs\"}.\n"
+    "  --checkpoint DIR  a nexa-moe checkpoint (nexa-moe --out DIR writes DIR/checkpoint)\n"
+    "  --domain TAG      route every line to TAG (PHYS, BIO or MAT; [PHYS] also accepted)\n"
+    "  --eval            lines carry \"domain\": print accuracy, per-domain accuracy, confusion matrix\n"
+    "  --output FILE     the JSON lines (default: standard output; with --eval, none unless given)\n"
+    "  --batch N         definitions per classifier batch [32]\n"
+    "  --threads N       CPU threads (0: all cores) [0]\n";
+
+struct Options {
+  fs::path checkpoint;
+  std::optional<fs::path> input, output;
+  std::optional<std::string> domain;
+  bool eval = false;
+  std::size_t batch = 32;
+  int threads = 0;
+};
+
+struct Item {
+  std::size_t line = 0;
+  std::string text;
+  int label = -1;
+};
+
+int domain_index(const std::vector<std::string>& domains, std::string tag) {
+  if (tag.size() > 2 && tag.front() == '[' && tag.back() == ']') tag = tag.substr(1, tag.size() - 2);
+  for (std::size_t i = 0; i < domains.size(); ++i)
+    if (domains[i] == tag) return static_cast<int>(i);
+  return -1;
+}
+
+std::string known(const std::vector<std::string>& domains) {
+  std::string out;
+  for (std::size_t i = 0; i < domains.size(); ++i) out += (i ? ", " : "") + domains[i];
+  return out;
+}
+
+int run(const Options& opt) {
+  examples::set_threads(opt.threads);
+  const nexa_moe::Checkpoint ckpt = nexa_moe::Checkpoint::open(opt.checkpoint);
+  const auto& domains = ckpt.domains;
+  const index_t E = static_cast<index_t>(domains.size());
+  int forced = -1;
+  if (opt.domain) {
+    forced = domain_index(domains, *opt.domain);
+    nexa::require(forced >= 0, "--domain", "'", *opt.domain, "' is not a domain of the checkpoint (", known(domains),
+                  ")");
+  }
+  nexa::BertModel<> classifier = ckpt.classifier();
+  const nexa::WordPieceTokenizer wordpiece = ckpt.classifier_vocab();
+
+  std::ifstream file;
+  if (opt.input) {
+    file.open(*opt.input);
+    nexa::require(file.is_open(), "--input", "cannot open ", opt.input->string());
+  }
+  std::istream& in = opt.input ? static_cast<std::istream&>(file) : std::cin;
+  std::ofstream out_file;
+  if (opt.output) {
+    out_file.open(*opt.output);
+    nexa::require(out_file.is_open(), "--output", "cannot write ", opt.output->string());
+  }
+  std::ostream* out = opt.output ? &out_file : (opt.eval ? nullptr : &std::cout);
+
+  std::vector<double> confusion(static_cast<std::size_t>(E * E), 0.0);
+  std::size_t routed = 0, malformed = 0;
+  std::vector<Item> pending;
+  const auto flush = [&] {
+    if (pending.empty()) return;
+    std::vector<std::string> texts;
+    for (const Item& it : pending) texts.push_back(it.text);
+    const nexa::BatchEncoding enc =
+        wordpiece.encode_batch(texts, nexa::EncodeOptions{.max_length = ckpt.classifier_max_len});
+    const nexa::Tensor<float> logits = classifier.apply(enc.input_ids, enc.token_type_ids, enc.attention_mask).logits;
+    for (std::size_t b = 0; b < pending.size(); ++b) {
+      const float* z = logits.data() + static_cast<index_t>(b) * E;
+      std::vector<double> p(static_cast<std::size_t>(E));
+      double max = z[0], sum = 0;
+      for (index_t e = 1; e < E; ++e) max = std::max(max, static_cast<double>(z[e]));
+      for (index_t e = 0; e < E; ++e) sum += p[static_cast<std::size_t>(e)] = std::exp(z[e] - max);
+      int best = 0;
+      for (index_t e = 0; e < E; ++e) {
+        p[static_cast<std::size_t>(e)] /= sum;
+        if (p[static_cast<std::size_t>(e)] > p[static_cast<std::size_t>(best)]) best = static_cast<int>(e);
+      }
+      const int chosen = forced >= 0 ? forced : best;
+      const Item& it = pending[b];
+      if (it.label >= 0) confusion[static_cast<std::size_t>(it.label * E + chosen)] += 1;
+      ++routed;
+      if (!out) continue;
+      std::string line = nexa::detail::concat("{\"line\": ", it.line, ", \"domain\": \"",
+                                              domains[static_cast<std::size_t>(chosen)], "\", \"probs\": [");
+      for (index_t e = 0; e < E; ++e) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%s%.4f", e ? ", " : "", p[static_cast<std::size_t>(e)]);
+        line += buf;
+      }
+      line += "]";
+      if (forced >= 0) line += ", \"overridden\": true";
+      if (it.label >= 0)
+        line += nexa::detail::concat(", \"label\": \"", domains[static_cast<std::size_t>(it.label)], "\"");
+      *out << line << "}\n";
+    }
+    pending.clear();
+  };
+
+  std::string line;
+  std::size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const std::string where = nexa::detail::concat("line ", line_no);
+    try {
+      const nexa::json::Value v = nexa::json::parse(line, where);
+      const nexa::json::Value* text = v.is_object() ? v.find("text") : nullptr;
+      nexa::require(text && text->is_string(), where, "expected an object with a string \"text\"");
+      Item it{line_no, text->string, -1};
+      if (opt.eval) {
+        const nexa::json::Value* d = v.find("domain");
+        nexa::require(d && d->is_string(), where, "--eval needs a string \"domain\" on every line");
+        it.label = domain_index(domains, d->string);
+        nexa::require(it.label >= 0, where, "unknown domain '", d->string, "' (", known(domains), ")");
+      }
+      pending.push_back(std::move(it));
+    } catch (const nexa::Error& e) {
+      ++malformed;
+      std::fprintf(stderr, "%s: %s (skipped)\n", kProgram, e.what());
+      continue;
+    }
+    if (pending.size() == opt.batch) flush();
+  }
+  flush();
+  if (out) out->flush();
+
+  if (opt.eval) {
+    double correct = 0, total = 0;
+    for (index_t d = 0; d < E; ++d)
+      for (index_t e = 0; e < E; ++e) {
+        const double n = confusion[static_cast<std::size_t>(d * E + e)];
+        total += n;
+        correct += d == e ? n : 0;
+      }
+    std::printf("routed %zu definitions%s: accuracy %.4f\n", routed, forced >= 0 ? " (domain overridden)" : "",
+                total > 0 ? correct / total : 0.0);
+    double macro = 0;
+    for (index_t d = 0; d < E; ++d) {
+      double row = 0;
+      for (index_t e = 0; e < E; ++e) row += confusion[static_cast<std::size_t>(d * E + e)];
+      const double acc = row > 0 ? confusion[static_cast<std::size_t>(d * E + d)] / row : 0.0;
+      macro += acc / static_cast<double>(E);
+      std::printf("  %-5s accuracy %.4f (%.0f definitions)\n", domains[static_cast<std::size_t>(d)].c_str(), acc, row);
+    }
+    std::printf("  macro-averaged accuracy %.4f\nconfusion (rows: true domain, columns: routed to)\n      ", macro);
+    for (index_t e = 0; e < E; ++e) std::printf(" %6s", domains[static_cast<std::size_t>(e)].c_str());
+    std::printf("\n");
+    for (index_t d = 0; d < E; ++d) {
+      std::printf("%-6s", domains[static_cast<std::size_t>(d)].c_str());
+      for (index_t e = 0; e < E; ++e) std::printf(" %6.0f", confusion[static_cast<std::size_t>(d * E + e)]);
+      std::printf("\n");
+    }
+  }
+  if (malformed > 0)
+    std::fprintf(stderr, "%s: %zu malformed line%s skipped\n", kProgram, malformed, malformed == 1 ? "" : "s");
+  return malformed > 0 ? 2 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  cli::Parser p(kProgram, kUsage);
+  p.value("--checkpoint", opt.checkpoint);
+  p.value("--input", opt.input);
+  p.value("--output", opt.output);
+  p.value("--domain", opt.domain);
+  p.flag("--eval", opt.eval);
+  p.number("--batch", opt.batch, {.min = 1});
+  p.number("--threads", opt.threads, {.min = 0});
+  p.required("--checkpoint", "--checkpoint DIR is required");
+  return p.run(argc, argv, [&] { return run(opt); });
+}
