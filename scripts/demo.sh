@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Builds and runs nexa's demo (examples/demo/, target nexa_demo) on a fresh Debian machine.
-# Arguments are passed to the demo. Shares build/release/ with scripts/test.sh.
+# Builds and runs nexa's demo on a fresh Debian machine: the NEXA-MOE trainer (examples/nexa_moe,
+# nexa-moe) on the GCIDE domain corpus. It installs the dependencies (install-deps.sh: compilers,
+# Eigen, OpenBLAS, dict-gcide, ...), fetches the all-MiniLM-L6-v2 checkpoint the router starts
+# from (scripts/fetch-minilm.sh), builds the corpus from the installed dictionary (once), then
+# trains. Arguments go to nexa-moe (e.g. --steps 100, --threads 1); its output lands in
+# $NEXA_DEMO_OUT (default nexa_moe_run/): train.jsonl, curves.svg, checkpoint/.
+# Shares build/release/ with scripts/test.sh.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$NEXA_ROOT"
 
-if [[ ! -d examples/demo ]] || ! grep -rqs --include=CMakeLists.txt -w nexa_demo examples; then
-  echo "demo.sh: there is no nexa_demo target yet (examples/demo/ and its add_executable(nexa_demo ...)" >&2
-  echo "demo.sh: in examples/ have not landed); 'bash scripts/test.sh' runs the tests." >&2
-  exit 1
-fi
-
 bash scripts/install-deps.sh
+minilm="$(bash scripts/fetch-minilm.sh)" || {
+  echo "demo.sh: the all-MiniLM-L6-v2 checkpoint could not be fetched (see above); the router starts from it" >&2
+  exit 1
+}
+
 dir="$BUILD_ROOT/release"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "${CMAKE_LAUNCHER_FLAGS[@]}"
-if ! cmake --build "$dir" -j "$JOBS" --target nexa_demo; then
-  echo "demo.sh: building the nexa_demo target failed (is it defined in examples/demo/CMakeLists.txt?)" >&2
-  exit 1
+cmake --build "$dir" -j "$JOBS" --target nexa_moe nexa_gcide_corpus nexa_route
+
+corpus="$dir/demo/gcide_corpus"
+if [[ ! -f "$corpus/train.jsonl" ]]; then
+  echo "demo.sh: building the GCIDE domain corpus into $corpus"
+  "$dir/examples/data/nexa-gcide-corpus" --out "$corpus"
 fi
-demo="$(find "$dir" -type f -name nexa_demo -perm -u+x | head -n 1)"
-[[ -n "$demo" ]] || { echo "demo.sh: built nexa_demo but cannot find the executable under $dir" >&2; exit 1; }
-echo "running $demo $*"
-exec "$demo" "$@"
+
+out="${NEXA_DEMO_OUT:-nexa_moe_run}"
+echo "running nexa-moe --corpus $corpus --minilm $minilm --out $out $*"
+exec "$dir/examples/nexa_moe/nexa-moe" --corpus "$corpus" --minilm "$minilm" --out "$out" "$@"

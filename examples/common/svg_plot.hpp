@@ -129,7 +129,11 @@ inline void render_chart(const Chart& c, double ox, double width, double height,
     if (!path.empty())
       out += nexa::detail::concat("<path d=\"", path, "\" fill=\"none\" stroke=\"", color, "\" stroke-width=\"1.6\"",
                                   s.dashed ? " stroke-dasharray=\"5,3\"" : "", "/>\n");
-    const double ly = top + 14 + 16 * static_cast<double>(i), lx = ox + left + pw - 150;
+    // The legend sits in the top-right corner, as wide as its longest name (about 6.5 px a character).
+    std::size_t longest = 0;
+    for (const Series& other : c.series) longest = std::max(longest, other.name.size());
+    const double ly = top + 14 + 16 * static_cast<double>(i),
+                 lx = ox + left + pw - 36 - 6.5 * static_cast<double>(longest);
     out += nexa::detail::concat("<line x1=\"", num(lx), "\" x2=\"", num(lx + 18), "\" y1=\"", num(ly - 4), "\" y2=\"",
                                 num(ly - 4), "\" stroke=\"", color, "\" stroke-width=\"2\"",
                                 s.dashed ? " stroke-dasharray=\"5,3\"" : "", "/>");

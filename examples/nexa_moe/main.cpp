@@ -50,17 +50,17 @@ struct Options {
   fs::path corpus = "gcide_corpus";
   fs::path minilm = default_minilm();
   fs::path out = "nexa_moe_run";
-  index_t steps = 500;
+  index_t steps = 400;
   index_t batch = 32;
   std::size_t max_len = 64;         // LM ids per sequence
   std::size_t classifier_len = 48;  // classifier WordPiece ids per definition
   std::size_t min_count = 2;        // vocabulary: WordPiece tokens seen at least this often
   nexa_moe::LMConfig lm;
-  double lr = 2e-3, router_lr = 1e-4, supervised = 1.0, tag_dropout = 0.5, clip = 1.0;
+  double lr = 2e-3, router_lr = 3e-4, supervised = 1.0, tag_dropout = 0.5, clip = 1.0;
   index_t warmup = 40;
   index_t log_every = 10;
   index_t eval_every = 100;
-  std::size_t eval_sequences = 96;   // per domain, for the curves during training
+  std::size_t eval_sequences = 64;   // per domain, for the curves during training
   std::size_t valid_limit = 400;     // per domain, for the final table (0: all)
   std::string router_scope = "top";  // head, top or full
   int threads = 0;
@@ -75,11 +75,11 @@ constexpr const char* kUsage =
     "  --minilm DIR        all-MiniLM-L6-v2 (config.json, vocab.txt, model.safetensors)\n"
     "                      [$NEXA_MINILM_DIR or ~/.cache/nexa/all-MiniLM-L6-v2]\n"
     "  --out DIR           train.jsonl, curves.svg, summary.json, checkpoint/    [nexa_moe_run]\n"
-    "  --steps N           optimizer steps per model                              [500]\n"
+    "  --steps N           optimizer steps per model                              [400]\n"
     "  --batch N           definitions per batch                                  [32]\n"
     "  --threads N         CPU threads (0: all cores)                             [0]\n"
     "  --d-model N --layers N --heads N --d-ff N    LM sizes                     [256 3 4 768]\n"
-    "  --lr X --router-lr X  AdamW learning rates: LMs, the BERT router           [2e-3 1e-4]\n"
+    "  --lr X --router-lr X  AdamW learning rates: LMs, the BERT router           [2e-3 3e-4]\n"
     "  --router-scope S    what of the router trains: head, top (last layer, pooler, head) or full [top]\n"
     "  --supervised X      weight of the router's cross-entropy on domain labels  [1]\n"
     "  --tag-dropout X     share of training definitions without their [TAG]      [0.5]\n"
