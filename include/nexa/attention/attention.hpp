@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "nexa/attention/kv_cache.hpp"
 #include "nexa/backend/cpu/layout.hpp"
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
@@ -197,6 +198,29 @@ class Attention {
                                    TensorView<const std::int32_t, D> global = {}) {
     Cache cache;
     return forward(x, mask, cache, position_bias, global);
+  }
+
+  // Incremental causal decoding (attention/kv_cache.hpp): x [B, n, hidden] holds the next n
+  // positions, whose keys and values are appended to `kv`; they attend to every cached position
+  // up to their own. key_mask: [B, L] of 0/1 over all L = kv.length + n positions (0: padding),
+  // or empty; position_bias: [heads, 2L - 1] or empty. Returns the context [B, n, heads * head_dim],
+  // equal to a causal forward's rows for those positions. No dropout (inference).
+  [[nodiscard]] Tensor<T, D> decode(TensorView<const T, D> x, KVCache<T, D>& kv,
+                                    TensorView<const std::int32_t, D> key_mask = {},
+                                    TensorView<const T, D> position_bias = {}) const {
+    static_assert(std::same_as<D, cpu>, "Attention::decode: only the CPU backend implements decoding yet");
+    check_input(x);
+    require(config_.causal, Scores::name, "decode needs a causal attention (config.causal)");
+    const index_t B = x.dim(0), n = x.dim(1), L = kv.length + n;
+    check_flags(key_mask, B, L, "key mask");
+    check_bias(position_bias, L);
+    const Tensor<T, D> q = split_heads(query.apply(x).cview(), B, n);
+    kv.append(split_heads(key.apply(x).cview(), B, n).cview(), split_heads(value.apply(x).cview(), B, n).cview());
+    auto context = Tensor<T, D>::uninitialized({B, config_.heads, n, config_.head_dim});
+    const T scale = config_.scale ? T(1 / std::sqrt(static_cast<double>(config_.head_dim))) : T(1);
+    decode_attention(kv, q.data(), n, key_mask.empty() ? nullptr : key_mask.data(),
+                     position_bias.empty() ? nullptr : position_bias.data(), scale, context.data());
+    return merge_heads(context.cview(), B, n);
   }
 
   // dy: [B, S, heads * head_dim]. Accumulates the projections' gradients when trainable; returns dx.

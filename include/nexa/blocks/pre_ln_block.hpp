@@ -14,6 +14,7 @@
 #include <string>
 #include <utility>
 
+#include "nexa/attention/kv_cache.hpp"
 #include "nexa/blocks/sequence_context.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/core/tensor.hpp"
@@ -128,6 +129,24 @@ class PreLNBlock {
 
     Tensor<T, D> f = ffn.forward(ffn_norm.forward(h.cview(), cache.ffn_norm), cache.ffn);
     ffn_dropout.forward_inplace(f.data(), f.numel(), cache.ffn_dropout);
+    ops::axpy(T(1), f.cview(), h.view());
+    return h;
+  }
+
+  // Incremental causal decoding: x [B, n, d_model] holds the next n positions; `kv` keeps this
+  // block's keys and values (attention/kv_cache.hpp). key_mask [B, L] and position_bias
+  // [heads, 2L - 1] cover all L = kv.length + n positions. Equal to forward()'s rows for those
+  // positions, without dropout.
+  [[nodiscard]] Tensor<T, D> decode(TensorView<const T, D> x, KVCache<T, D>& kv,
+                                    TensorView<const std::int32_t, D> key_mask = {},
+                                    TensorView<const T, D> position_bias = {}) {
+    require(x.rank() == 3 && x.dim(2) == config_.d_model, "PreLNBlock", "input shape expected [batch, n, ",
+            config_.d_model, "], got ", x.shape());
+    Tensor<T, D> h = clone(x);
+    const Tensor<T, D> a = attention.decode(attention_norm.apply(x).cview(), kv, key_mask, position_bias);
+    ops::axpy(T(1), output.apply(a.cview()).cview(), h.view());
+    typename FFNT::Cache ffn_cache;  // an MoE layer routes through its cache; nothing is kept
+    const Tensor<T, D> f = ffn.forward(ffn_norm.apply(h.cview()).cview(), ffn_cache);
     ops::axpy(T(1), f.cview(), h.view());
     return h;
   }

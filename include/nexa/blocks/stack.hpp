@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "nexa/attention/kv_cache.hpp"
 #include "nexa/attention/relative_position_bias.hpp"
 #include "nexa/blocks/sequence_context.hpp"
 #include "nexa/core/param.hpp"
@@ -103,6 +104,23 @@ class Stack {
                                    TensorView<const std::int32_t, D> global = {}) {
     Cache cache;
     return forward(x, mask, cache, global);
+  }
+
+  // Incremental causal decoding (generation with a KV cache): x [B, n, d_model] holds the next n
+  // positions; `kv` holds one KVCache per block (resized on the first call); key_mask [B, L]
+  // covers all L = kv[0].length + n positions (0: padding; prompts of different lengths are
+  // padded on the left), or is empty. Returns the last n rows of forward() over all L positions
+  // (after the final norm), without dropout. Blocks must provide decode (PreLNBlock does).
+  [[nodiscard]] Tensor<T, D> decode(TensorView<const T, D> x, std::vector<KVCache<T, D>>& kv,
+                                    TensorView<const std::int32_t, D> key_mask = {}) {
+    require(!blocks.empty(), "Stack", "module is not constructed");
+    require(x.rank() == 3 && x.dim(1) > 0, "Stack", "input shape expected [batch, n, d_model], got ", x.shape());
+    kv.resize(blocks.size());
+    const index_t L = kv.front().length + x.dim(1);
+    const Tensor<T, D> bias = has_position_bias() ? position_bias.forward(L) : Tensor<T, D>();
+    Tensor<T, D> h = clone(x);
+    for (std::size_t i = 0; i < blocks.size(); ++i) h = blocks[i].decode(h.cview(), kv[i], key_mask, bias.cview());
+    return config_.final_norm ? final_norm.apply(h.cview()) : std::move(h);
   }
 
   // Accumulates every parameter's gradient (the blocks' auxiliary losses included); returns dx.
