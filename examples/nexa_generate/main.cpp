@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../common/cli.hpp"
+#include "../common/jsonl_input.hpp"
 #include "../common/threads.hpp"
 #include "../nexa_moe/checkpoint.hpp"
 #include "../nexa_moe/data.hpp"
@@ -69,13 +70,6 @@ struct Prompt {
   std::string text;
 };
 
-int domain_index(const std::vector<std::string>& domains, std::string tag) {
-  if (tag.size() > 2 && tag.front() == '[' && tag.back() == ']') tag = tag.substr(1, tag.size() - 2);
-  for (std::size_t i = 0; i < domains.size(); ++i)
-    if (domains[i] == tag) return static_cast<int>(i);
-  return -1;
-}
-
 nexa_moe::NexaMoeLM make_model(const nexa_moe::Checkpoint& ckpt) {
   nexa::Rng rng(0);
   nexa_moe::NexaMoeLM model(ckpt.lm, ckpt.classifier(), 0.0, rng);
@@ -115,11 +109,7 @@ int run(const Options& opt) {
   const nexa_moe::Checkpoint ckpt = nexa_moe::Checkpoint::open(opt.checkpoint);
   const auto& domains = ckpt.domains;
   const index_t E = static_cast<index_t>(domains.size());
-  int forced = -1;
-  if (opt.domain) {
-    forced = domain_index(domains, *opt.domain);
-    nexa::require(forced >= 0, "--domain", "'", *opt.domain, "' is not a domain of the checkpoint");
-  }
+  const int forced = opt.domain ? ckpt.domain_index("--domain", *opt.domain) : -1;
   const nexa::WordPieceTokenizer wordpiece = ckpt.classifier_vocab();
   const lm_data::Vocab vocab = lm_data::Vocab::load(ckpt.dir / "vocab.txt", wordpiece);
   nexa::require(vocab.size() == ckpt.lm.vocab, "checkpoint", "vocab.txt holds ", vocab.size(),
@@ -149,28 +139,12 @@ int run(const Options& opt) {
   nexa_moe::NexaMoeLM& model = int8 ? *int8 : fp32;
 
   // Prompts.
-  std::ifstream file;
-  if (opt.input) {
-    file.open(*opt.input);
-    nexa::require(file.is_open(), "--input", "cannot open ", opt.input->string());
-  }
-  std::istream& in = opt.input ? static_cast<std::istream&>(file) : std::cin;
+  examples::InputLines input(opt.input);
   std::vector<Prompt> prompts;
-  std::size_t malformed = 0, line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = nexa::detail::concat("line ", line_no);
-    try {
-      const nexa::json::Value v = nexa::json::parse(line, where);
-      const nexa::json::Value* text = v.is_object() ? v.find("text") : nullptr;
-      nexa::require(text && text->is_string(), where, "expected an object with a string \"text\"");
-      prompts.push_back({line_no, text->string});
-    } catch (const nexa::Error& e) {
-      ++malformed;
-      std::fprintf(stderr, "%s: %s (skipped)\n", kProgram, e.what());
-    }
-  }
+  const std::size_t malformed =
+      examples::for_each_text_line(input.stream(), kProgram, [&](const examples::TextLine& line, const auto&) {
+        prompts.push_back({line.number, line.text});
+      });
 
   nexa_generate::Options gen;
   gen.sampling = {.temperature = opt.temperature, .top_k = opt.top_k, .top_p = opt.top_p, .greedy = opt.greedy};
@@ -236,8 +210,6 @@ int run(const Options& opt) {
     }
     std::fprintf(stderr, "\n");
   }
-  if (malformed > 0)
-    std::fprintf(stderr, "%s: %zu malformed line%s skipped\n", kProgram, malformed, malformed == 1 ? "" : "s");
   return malformed > 0 ? 2 : 0;
 }
 

@@ -9,6 +9,7 @@
 //   token_moe.safetensors, dense.safetensors   the baselines
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../common/files.hpp"
@@ -106,6 +107,19 @@ struct Checkpoint {
     c.lm.relative_max_distance = integer(lm, "relative_max_distance");
     c.classifier_max_len = static_cast<std::size_t>(integer(v, "classifier_max_len"));
     return c;
+  }
+
+  // The index of a domain name or tag ("PHYS" or "[PHYS]"), or nexa::Error listing the domains.
+  [[nodiscard]] int domain_index(std::string_view what, std::string tag) const {
+    const std::string given = tag;
+    if (tag.size() > 2 && tag.front() == '[' && tag.back() == ']') tag = tag.substr(1, tag.size() - 2);
+    std::string known;
+    for (std::size_t i = 0; i < domains.size(); ++i) {
+      if (domains[i] == tag) return static_cast<int>(i);
+      if (i > 0) known += ", ";
+      known += domains[i];
+    }
+    throw nexa::Error(nexa::detail::concat(what, ": '", given, "' is not a domain of the checkpoint (", known, ")"));
   }
 
   [[nodiscard]] nexa::WordPieceTokenizer classifier_vocab() const {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../common/cli.hpp"
+#include "../common/jsonl_input.hpp"
 #include "../common/threads.hpp"
 #include "../nexa_moe/checkpoint.hpp"
 
@@ -56,39 +57,16 @@ struct Item {
   int label = -1;
 };
 
-int domain_index(const std::vector<std::string>& domains, std::string tag) {
-  if (tag.size() > 2 && tag.front() == '[' && tag.back() == ']') tag = tag.substr(1, tag.size() - 2);
-  for (std::size_t i = 0; i < domains.size(); ++i)
-    if (domains[i] == tag) return static_cast<int>(i);
-  return -1;
-}
-
-std::string known(const std::vector<std::string>& domains) {
-  std::string out;
-  for (std::size_t i = 0; i < domains.size(); ++i) out += (i ? ", " : "") + domains[i];
-  return out;
-}
-
 int run(const Options& opt) {
   examples::set_threads(opt.threads);
   const nexa_moe::Checkpoint ckpt = nexa_moe::Checkpoint::open(opt.checkpoint);
   const auto& domains = ckpt.domains;
   const index_t E = static_cast<index_t>(domains.size());
-  int forced = -1;
-  if (opt.domain) {
-    forced = domain_index(domains, *opt.domain);
-    nexa::require(forced >= 0, "--domain", "'", *opt.domain, "' is not a domain of the checkpoint (", known(domains),
-                  ")");
-  }
+  const int forced = opt.domain ? ckpt.domain_index("--domain", *opt.domain) : -1;
   nexa::BertModel<> classifier = ckpt.classifier();
   const nexa::WordPieceTokenizer wordpiece = ckpt.classifier_vocab();
 
-  std::ifstream file;
-  if (opt.input) {
-    file.open(*opt.input);
-    nexa::require(file.is_open(), "--input", "cannot open ", opt.input->string());
-  }
-  std::istream& in = opt.input ? static_cast<std::istream&>(file) : std::cin;
+  examples::InputLines input(opt.input);
   std::ofstream out_file;
   if (opt.output) {
     out_file.open(*opt.output);
@@ -97,7 +75,7 @@ int run(const Options& opt) {
   std::ostream* out = opt.output ? &out_file : (opt.eval ? nullptr : &std::cout);
 
   std::vector<double> confusion(static_cast<std::size_t>(E * E), 0.0);
-  std::size_t routed = 0, malformed = 0;
+  std::size_t routed = 0;
   std::vector<Item> pending;
   const auto flush = [&] {
     if (pending.empty()) return;
@@ -138,32 +116,17 @@ int run(const Options& opt) {
     pending.clear();
   };
 
-  std::string line;
-  std::size_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    const std::string where = nexa::detail::concat("line ", line_no);
-    try {
-      const nexa::json::Value v = nexa::json::parse(line, where);
-      const nexa::json::Value* text = v.is_object() ? v.find("text") : nullptr;
-      nexa::require(text && text->is_string(), where, "expected an object with a string \"text\"");
-      Item it{line_no, text->string, -1};
-      if (opt.eval) {
-        const nexa::json::Value* d = v.find("domain");
-        nexa::require(d && d->is_string(), where, "--eval needs a string \"domain\" on every line");
-        it.label = domain_index(domains, d->string);
-        nexa::require(it.label >= 0, where, "unknown domain '", d->string, "' (", known(domains), ")");
-      }
-      pending.push_back(std::move(it));
-    } catch (const nexa::Error& e) {
-      ++malformed;
-      std::fprintf(stderr, "%s: %s (skipped)\n", kProgram, e.what());
-      continue;
-    }
-    if (pending.size() == opt.batch) flush();
-  }
+  const std::size_t malformed =
+      examples::for_each_text_line(input.stream(), kProgram, [&](const examples::TextLine& line, const auto& object) {
+        Item it{line.number, line.text, -1};
+        if (opt.eval) {
+          const nexa::json::Value* d = object.find("domain");
+          nexa::require(d && d->is_string(), line.where, "--eval needs a string \"domain\" on every line");
+          it.label = ckpt.domain_index(line.where, d->string);
+        }
+        pending.push_back(std::move(it));
+        if (pending.size() == opt.batch) flush();
+      });
   flush();
   if (out) out->flush();
 
@@ -194,8 +157,6 @@ int run(const Options& opt) {
       std::printf("\n");
     }
   }
-  if (malformed > 0)
-    std::fprintf(stderr, "%s: %zu malformed line%s skipped\n", kProgram, malformed, malformed == 1 ? "" : "s");
   return malformed > 0 ? 2 : 0;
 }
 

@@ -25,7 +25,7 @@ grep -q '"domain": "MAT", .*"overridden": true' "$tmp/out" || fail "override not
 # --eval: GEO is an unknown domain there (reported, skipped), the report counts 3 definitions.
 "$route" --checkpoint "$ckpt" --input "$lines" --eval > "$tmp/out" 2> "$tmp/err"
 [[ $? -eq 2 ]] || fail "--eval with malformed lines: exit code expected 2"
-grep -q "line 6: unknown domain 'GEO'" "$tmp/err" || fail "unknown domain not reported: $(cat "$tmp/err")"
+grep -q "line 6: 'GEO' is not a domain of the checkpoint" "$tmp/err" || fail "unknown domain not reported: $(cat "$tmp/err")"
 grep -q '^routed 3 definitions: accuracy' "$tmp/out" || fail "eval report: $(cat "$tmp/out")"
 grep -q '^confusion' "$tmp/out" || fail "no confusion matrix"
 
