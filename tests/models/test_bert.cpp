@@ -302,7 +302,7 @@ TEST_CASE("load_bert: HF names, the bert. prefix, buffers, a missing classifier 
                          doctest::Contains("missing tensors (1): \"pooler.dense.weight\"; mismatched tensors (1): "
                                            "\"bert.encoder.layer.1.intermediate.dense.bias\" shape expected [16], got "
                                            "[15]; unexpected tensors (1): \"cls.predictions.bias\" (load with strict "
-                                           "= false to skip them)"),
+                                           "= false to ignore them)"),
                          Error);
     CHECK(target.embeddings.word_embeddings.weight.value(3, 1) == before);
     std::filesystem::remove(bad);

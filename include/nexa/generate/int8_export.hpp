@@ -207,7 +207,7 @@ template <class Module>
 void load_int8_checkpoint(Module& module, const std::filesystem::path& path, bool strict = true) {
   SafetensorsReader reader(path);
   const std::string context = nexa::detail::io_context("safetensors", path);
-  std::vector<std::string> missing, mismatched;
+  nexa::detail::LoadProblems problems;
   std::set<std::string> used;
   std::map<std::string, quant::Int8Tensor> quantized;
   module.visit_params([&](const std::string& name, auto& p) {
@@ -221,34 +221,21 @@ void load_int8_checkpoint(Module& module, const std::filesystem::path& path, boo
       used.insert(int8_absmax_name(name));
       auto q = load_int8(reader, name);
       if (!(q.shape == p.value.shape()))
-        mismatched.push_back(
+        problems.mismatched.push_back(
             nexa::detail::concat(json::quote(cn), " shape expected ", p.value.shape(), ", got ", q.shape));
       quantized.emplace(name, std::move(q));
     } else if (reader.contains(name)) {
       used.insert(name);
-      const TensorInfo& info = reader.info(name);
-      if (!(info.shape == p.value.shape()))
-        mismatched.push_back(
-            nexa::detail::concat(json::quote(name), " shape expected ", p.value.shape(), ", got ", info.shape));
-      if (!is_float_dtype(info.dtype))
-        mismatched.push_back(
-            nexa::detail::concat(json::quote(name), " dtype ", info.dtype, " does not convert to floating point"));
+      problems.check_tensor(name, reader.info(name), p.value.shape());
     } else {
-      missing.push_back(name);
+      problems.missing.push_back(name);
     }
   });
-  std::vector<std::string> unexpected;
   if (strict) {
     for (const auto& entry : reader.tensors())
-      if (!used.count(entry.first)) unexpected.push_back(entry.first);
+      if (!used.count(entry.first)) problems.unexpected.push_back(entry.first);
   }
-  if (!missing.empty() || !mismatched.empty() || !unexpected.empty()) {
-    nexa::detail::LoadProblems problems(nexa::detail::concat(context, ": cannot load the int8 checkpoint"));
-    problems.list("missing tensors", missing, true, "");
-    problems.list("mismatched tensors", mismatched, false, "");
-    problems.list("unexpected tensors", unexpected, true, " (load with strict = false to ignore them)");
-    throw Error(problems.message);
-  }
+  problems.throw_if_any(nexa::detail::concat(context, ": cannot load the int8 checkpoint"));
   module.visit_params([&](const std::string& name, auto& p) {
     const auto it = quantized.find(name);
     if (it != quantized.end()) {

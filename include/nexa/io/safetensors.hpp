@@ -443,16 +443,41 @@ inline void write_safetensors(const std::filesystem::path& path, const Safetenso
 }
 
 namespace detail {
-// Builds one error message that lists every problem found while matching a file to a module:
-// "<head>; missing tensors (2): "a", "b"; unexpected tensors (1): "c" (...)".
+// What is wrong when matching a file's tensors to a module's parameters, collected in full so that
+// one nexa::Error lists it all: "<head>; missing tensors (2): "a", "b"; mismatched tensors (1):
+// ...; unexpected tensors (1): "c" (load with strict = false to ignore them)". Shared by
+// load_safetensors, load_bert and generate::load_int8_checkpoint.
 struct LoadProblems {
-  std::string message;
-  explicit LoadProblems(std::string head) : message(std::move(head)) {}
-  void list(std::string_view title, const std::vector<std::string>& items, bool quote, std::string_view note) {
+  std::vector<std::string> missing, mismatched, duplicates, unexpected;
+
+  // A file tensor meant for a parameter of `shape`: its shape, and a dtype that converts to floating point.
+  void check_tensor(const std::string& file_name, const TensorInfo& info, const Shape& shape) {
+    if (!(info.shape == shape))
+      mismatched.push_back(concat(json::quote(file_name), " shape expected ", shape, ", got ", info.shape));
+    if (!is_float_dtype(info.dtype))
+      mismatched.push_back(concat(json::quote(file_name), " dtype ", info.dtype,
+                                  " does not convert to floating point (expected F64, F32, F16 or BF16)"));
+  }
+  // Throws when anything was found; `head` starts the message.
+  void throw_if_any(std::string_view head) const {
+    if (missing.empty() && mismatched.empty() && duplicates.empty() && unexpected.empty()) return;
+    std::string message(head);
+    list(message, "missing tensors", missing, true, "");
+    list(message, "mismatched tensors", mismatched, false, "");
+    list(message, "tensors naming the same parameter", duplicates, false, "");
+    list(message, "unexpected tensors", unexpected, true, " (load with strict = false to ignore them)");
+    throw Error(message);
+  }
+
+ private:
+  static void list(std::string& message, std::string_view title, const std::vector<std::string>& items, bool quote,
+                   std::string_view note) {
     if (items.empty()) return;
     message += concat("; ", title, " (", items.size(), "): ");
-    for (std::size_t i = 0; i < items.size(); ++i)
-      message += (i ? ", " : "") + (quote ? json::quote(items[i]) : items[i]);
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) message += ", ";
+      message += quote ? json::quote(items[i]) : items[i];
+    }
     message += note;
   }
 };
@@ -527,7 +552,7 @@ template <class Module>
 void load_safetensors(Module& module, const std::filesystem::path& path, bool strict = true) {
   SafetensorsReader reader(path);
   const std::string context = detail::io_context("safetensors", path);
-  std::vector<std::string> missing, mismatched;
+  detail::LoadProblems problems;
   std::set<std::string> seen;
   module.visit_params([&](const std::string& name, auto& p) {
     static_assert(std::is_floating_point_v<detail::param_scalar_t<decltype(p)>>,
@@ -535,28 +560,16 @@ void load_safetensors(Module& module, const std::filesystem::path& path, bool st
     seen.insert(name);
     const auto it = reader.tensors().find(name);
     if (it == reader.tensors().end()) {
-      missing.push_back(name);
+      problems.missing.push_back(name);
       return;
     }
-    if (!(it->second.shape == p.value.shape()))
-      mismatched.push_back(
-          detail::concat(json::quote(name), " shape expected ", p.value.shape(), ", got ", it->second.shape));
-    if (!is_float_dtype(it->second.dtype))
-      mismatched.push_back(detail::concat(json::quote(name), " dtype ", it->second.dtype,
-                                          " does not convert to floating point (expected F64, F32, F16 or BF16)"));
+    problems.check_tensor(name, it->second, p.value.shape());
   });
-  std::vector<std::string> unexpected;
   if (strict) {
     for (const auto& entry : reader.tensors())
-      if (!seen.count(entry.first)) unexpected.push_back(entry.first);
+      if (!seen.count(entry.first)) problems.unexpected.push_back(entry.first);
   }
-  if (!missing.empty() || !mismatched.empty() || !unexpected.empty()) {
-    detail::LoadProblems problems(detail::concat(context, ": cannot load into the module"));
-    problems.list("missing tensors", missing, true, "");
-    problems.list("mismatched tensors", mismatched, false, "");
-    problems.list("unexpected tensors", unexpected, true, " (load with strict = false to ignore them)");
-    throw Error(problems.message);
-  }
+  problems.throw_if_any(detail::concat(context, ": cannot load into the module"));
   module.visit_params([&](const std::string& name, auto& p) {
     using T = detail::param_scalar_t<decltype(p)>;
     using D = detail::param_device_t<decltype(p)>;

@@ -317,8 +317,8 @@ BertLoadReport load_bert(Model& model, const std::filesystem::path& dir_or_file,
   SafetensorsReader reader(path);
   const std::string context = detail::concat("load_bert: ", path.string());
   BertLoadReport report;
+  detail::LoadProblems problems;
   std::map<std::string, std::string> by_model_name;  // model name -> file name
-  std::vector<std::string> duplicates;
   for (const std::string& file_name : reader.names()) {
     const std::string name = bert_canonical_name(file_name);
     if (name == "embeddings.position_ids" || name == "embeddings.token_type_ids") {
@@ -326,41 +326,27 @@ BertLoadReport load_bert(Model& model, const std::filesystem::path& dir_or_file,
       continue;
     }
     const auto [it, inserted] = by_model_name.emplace(name, file_name);
-    if (!inserted) duplicates.push_back(detail::concat(json::quote(it->second), " and ", json::quote(file_name)));
+    if (!inserted)
+      problems.duplicates.push_back(detail::concat(json::quote(it->second), " and ", json::quote(file_name)));
   }
 
-  std::vector<std::string> missing, mismatched;
   std::set<std::string> used;
   model.visit_params([&](const std::string& name, auto& p) {
     const auto it = by_model_name.find(name);
     if (it == by_model_name.end()) {
       const bool allowed = (options.allow_missing_classifier && name.rfind("classifier.", 0) == 0) ||
                            (options.allow_missing_pooler && name.rfind("pooler.", 0) == 0);
-      (allowed ? report.missing : missing).push_back(name);
+      (allowed ? report.missing : problems.missing).push_back(name);
       return;
     }
     used.insert(name);
-    const TensorInfo& info = reader.info(it->second);
-    if (!(info.shape == p.value.shape()))
-      mismatched.push_back(
-          detail::concat(json::quote(it->second), " shape expected ", p.value.shape(), ", got ", info.shape));
-    if (!is_float_dtype(info.dtype))
-      mismatched.push_back(
-          detail::concat(json::quote(it->second), " dtype ", info.dtype, " does not convert to floating point"));
+    problems.check_tensor(it->second, reader.info(it->second), p.value.shape());
   });
-  std::vector<std::string> unexpected;
   for (const auto& [name, file_name] : by_model_name) {
     if (used.count(name)) continue;
-    (options.strict ? unexpected : report.skipped).push_back(file_name);
+    (options.strict ? problems.unexpected : report.skipped).push_back(file_name);
   }
-  if (!missing.empty() || !mismatched.empty() || !unexpected.empty() || !duplicates.empty()) {
-    detail::LoadProblems problems(detail::concat(context, ": cannot load into the model"));
-    problems.list("missing tensors", missing, true, "");
-    problems.list("mismatched tensors", mismatched, false, "");
-    problems.list("tensors naming the same parameter", duplicates, false, "");
-    problems.list("unexpected tensors", unexpected, true, " (load with strict = false to skip them)");
-    throw Error(problems.message);
-  }
+  problems.throw_if_any(detail::concat(context, ": cannot load into the model"));
   model.visit_params([&](const std::string& name, auto& p) {
     const auto it = by_model_name.find(name);
     if (it == by_model_name.end()) return;
