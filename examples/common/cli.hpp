@@ -69,6 +69,8 @@ struct Range {
 
 template <class T>
 concept Integer = std::integral<T> && !std::same_as<T, bool>;
+template <class T>
+concept Number = Integer<T> || std::same_as<T, double>;
 
 // What parsing a command line came to: the exit code main() returns (nullopt: run the program)
 // and the text for standard output and standard error. parse() prints it; tests read it.
@@ -128,21 +130,13 @@ class Parser {
     return value(std::move(name), [&out](std::string_view v) { out.emplace(v); });
   }
 
-  // A number option (see the top of the file for the messages).
-  Parser& number(std::string name, double& out, Range<double> range = {}) {
-    return add_number<double>(
-        std::move(name), [&out](double x) { out = x; }, range);
-  }
-  Parser& number(std::string name, std::optional<double>& out, Range<double> range = {}) {
-    return add_number<double>(
-        std::move(name), [&out](double x) { out = x; }, range);
-  }
-  template <Integer T>
+  // A number option, double or integer (see the top of the file for the messages).
+  template <Number T>
   Parser& number(std::string name, T& out, Range<T> range = {}) {
     return add_number<T>(
         std::move(name), [&out](T x) { out = x; }, range);
   }
-  template <Integer T>
+  template <Number T>
   Parser& number(std::string name, std::optional<T>& out, Range<T> range = {}) {
     return add_number<T>(
         std::move(name), [&out](T x) { out = x; }, range);
