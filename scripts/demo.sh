@@ -19,7 +19,7 @@ minilm="$(bash scripts/fetch-minilm.sh)" || {
 
 dir="$BUILD_ROOT/release"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "${CMAKE_LAUNCHER_FLAGS[@]}"
-cmake --build "$dir" -j "$JOBS" --target nexa_moe nexa_gcide_corpus nexa_route
+cmake --build "$dir" -j "$JOBS" --target nexa_moe nexa_gcide_corpus nexa_route nexa_generate
 
 corpus="$dir/demo/gcide_corpus"
 if [[ ! -f "$corpus/train.jsonl" ]]; then
