@@ -3,6 +3,7 @@
 #include "nexa/moe.hpp"
 #include "support/threads.hpp"
 
+namespace determinism_test {
 namespace {
 using nexa::testing::set_threads;
 
@@ -41,3 +42,5 @@ TEST_CASE("MoE forward and backward are bitwise identical across runs and thread
   CHECK(two.y == again.y);
   CHECK(two.grads == again.grads);
 }
+
+}  // namespace determinism_test

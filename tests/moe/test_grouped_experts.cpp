@@ -12,6 +12,7 @@
 
 using nexa::Tensor;
 
+namespace grouped_experts_test {
 namespace {
 
 // T5FFN under another name: no GroupedExperts specialisation, so MoELayer loops over experts.
@@ -98,3 +99,5 @@ TEST_CASE("grouped T5FFN experts are bitwise the expert-by-expert path under a c
   compare_paths<nexa::Relu>(config, 50, false, 15);
   compare_paths<nexa::GatedGelu>(config, 50, false, 16);
 }
+
+}  // namespace grouped_experts_test

@@ -9,6 +9,7 @@
 
 using nexa::Tensor;
 
+namespace moe_layer_test {
 namespace {
 
 // The same layer computed token by token, straight from the definitions.
@@ -168,3 +169,5 @@ TEST_CASE("MoE layer reports bad shapes and configs") {
   (void)layer.forward(Tensor<float>({5, 4}), cache);
   CHECK_THROWS_WITH_AS((void)layer.backward(Tensor<float>({4, 4}), cache), doctest::Contains("[5, 4]"), Error);
 }
+
+}  // namespace moe_layer_test

@@ -9,6 +9,7 @@
 
 using nexa::Tensor;
 
+namespace moe_training_test {
 namespace {
 using Layer = nexa::MoELayer<nexa::TopKRouter<2, nexa::Frozen>, nexa::T5FFN<nexa::GatedGelu>,
                              nexa::SharedExpert<nexa::T5FFN<nexa::GatedGelu>>>;
@@ -79,3 +80,5 @@ TEST_CASE("An MoE layer fits a small regression: the loss falls") {
   }
   CHECK(last < 0.5 * first);
 }
+
+}  // namespace moe_training_test

@@ -7,6 +7,7 @@
 
 using nexa::Tensor;
 
+namespace nexus_router_test {
 namespace {
 using Router = nexa::NexusRouter<2, double>;
 const nexa::RouterConfig router_config{.d_model = 6,
@@ -162,3 +163,5 @@ TEST_CASE("nexus_merge keeps the running mean of the shared parameters") {
   nexa::Linear<double> other({.in_features = 4, .out_features = 2}, rng);
   CHECK_THROWS_WITH_AS(nexa::nexus_merge(merged, other, 1), doctest::Contains("weight (shape"), nexa::Error);
 }
+
+}  // namespace nexus_router_test

@@ -7,6 +7,7 @@
 
 using nexa::Tensor;
 
+namespace router_test {
 namespace {
 // Router with W = I, so logits equal the inputs.
 template <class Mode>
@@ -77,3 +78,5 @@ TEST_CASE("Router rejects impossible configurations") {
   CHECK_THROWS_WITH_AS((nexa::TopKRouter<3>({.d_model = 4, .num_experts = 2}, rng)),
                        doctest::Contains("num_experts must be at least K = 3, got 2"), nexa::Error);
 }
+
+}  // namespace router_test

@@ -6,6 +6,7 @@
 
 using nexa::Tensor;
 
+namespace sequence_router_test {
 namespace {
 using Router = nexa::SequenceClassifierRouter<nexa::BertModel<>, 2>;
 using Layer = nexa::MoELayer<Router, nexa::T5FFN<nexa::Relu>, nexa::NoShared, nexa::cpu, double>;
@@ -239,3 +240,5 @@ TEST_CASE("Shared sequence router reports misuse") {
   CHECK_THROWS_WITH_AS(layer.router.attach(std::make_shared<Hub>(other, nexa::BertModel<double>(bert, rng))),
                        doctest::Contains("must route to 3 experts"), nexa::Error);
 }
+
+}  // namespace sequence_router_test

@@ -5,6 +5,7 @@
 
 using nexa::Tensor;
 
+namespace t5_ffn_test {
 namespace {
 template <class Act>
 void check_ffn_gradients(double dropout) {
@@ -91,3 +92,5 @@ TEST_CASE("T5FFN rejects bad configs and inputs") {
   nexa::T5FFN<nexa::Relu>::Cache cache;
   CHECK_THROWS_WITH_AS((void)ffn.forward(Tensor<float>({2, 5}), cache), doctest::Contains("expected 3"), nexa::Error);
 }
+
+}  // namespace t5_ffn_test

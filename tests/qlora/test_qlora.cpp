@@ -17,6 +17,7 @@ using nexa::QuantizedLinear;
 using nexa::Tensor;
 namespace quant = nexa::quant;
 
+namespace qlora_test {
 namespace {
 
 template <class T>
@@ -140,3 +141,5 @@ TEST_CASE("QLoRA: an AdamW step changes only the adapters; the quantised base is
   CHECK(m.base.storage().codes == codes);
   CHECK(m.base.storage().absmax_q.codes == absmax_codes);
 }
+
+}  // namespace qlora_test

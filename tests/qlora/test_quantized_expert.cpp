@@ -21,6 +21,7 @@ using nexa::T5FFN;
 using nexa::Tensor;
 using nexa::TopKRouter;
 
+namespace quantized_expert_test {
 namespace {
 
 double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
@@ -173,3 +174,5 @@ TEST_CASE("Bytes per parameter of an NF4 expert with double quantisation (d_mode
   CHECK(plain.bytes_per_parameter() == doctest::Approx(0.5625));
   CHECK(mx.bytes_per_parameter() == doctest::Approx(0.53125));
 }
+
+}  // namespace quantized_expert_test

@@ -15,6 +15,7 @@ using nexa::QuantizedLinear;
 using nexa::Tensor;
 namespace quant = nexa::quant;
 
+namespace quantized_linear_test {
 namespace {
 
 // y = x W^T (+ b) in double from a dense float weight.
@@ -164,3 +165,5 @@ TEST_CASE("QuantizedLinear: Quantized<Linear<>, F> spelling, no parameters, byte
   CHECK(nexa::read_safetensors(path).tensors.empty());
   std::filesystem::remove(path);
 }
+
+}  // namespace quantized_linear_test

@@ -15,6 +15,7 @@ using nexa::testing::Toy;
 using nexa::train::AdamW;
 using nexa::train::AdamWConfig;
 
+namespace adamw_test {
 namespace {
 const AdamWConfig hand_config{.lr = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
 
@@ -167,3 +168,5 @@ TEST_CASE("AdamW with the cosine schedule fits a linear regression through a Lin
   CHECK(lin.weight.value(0, 2) == doctest::Approx(2.0).epsilon(1e-3));
   CHECK(lin.bias.value(0) == doctest::Approx(0.25).epsilon(1e-3));
 }
+
+}  // namespace adamw_test

@@ -14,6 +14,7 @@ using nexa::half;
 using nexa::Param;
 using nexa::Tensor;
 
+namespace master_weights_test {
 namespace {
 
 // A module with a bf16 weight, an fp16 gate, an fp32 bias and a frozen bf16 table.
@@ -102,3 +103,5 @@ TEST_CASE("MasterWeights trains 16-bit parameters exactly as fp32 ones, rounding
   // the master kept what the 16-bit copy rounds away.
   CHECK(master_values[0][2] != widened(model.weight.value)[2]);
 }
+
+}  // namespace master_weights_test
