@@ -6,7 +6,9 @@
 //
 // Input: JSON lines {"text": "..."} (standard input without --input); malformed lines are reported
 // with their number and skipped (exit code 2). Output: one JSON line per prompt, {"line", "domain",
-// "probs", "prompt", "continuation", "tokens", "finished"}. The prompt given to the LM is
+// "probs", "prompt", "continuation", "text", "tokens", "finished"}: "text" is the prompt's tokens
+// and the continuation decoded together (a continuation may start inside the prompt's last word,
+// e.g. "sulphur" + "##ic"), lower-cased as the vocabulary is. The prompt given to the LM is
 // "[BOS] [TAG] text" with the routed domain's tag (NEXA-MOE's tag prefix; --no-tag leaves it out).
 // --int8 exports the checkpoint with int8 weights (generate/int8_export.hpp; written once, next to
 // the fp32 file) and generates with it; it reports the export's size against fp32, the weights'
@@ -91,6 +93,11 @@ double eval_loss(nexa_moe::NexaMoeLM& model, const lm_data::Vocab& vocab, const 
     targets += static_cast<double>(l.targets);
   }
   return targets > 0 ? sum / targets : NAN;
+}
+
+std::vector<std::int32_t> joined(std::vector<std::int32_t> a, const std::vector<std::int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 // The router's probabilities (the classifier's, also under an override).
@@ -186,6 +193,7 @@ int run(const Options& opt) {
                 << ", \"probs\": " << probs_json(routing.probs.data() + static_cast<index_t>(i) * E, E)
                 << (forced >= 0 ? ", \"overridden\": true" : "") << ", \"prompt\": " << nexa::json::quote(p.text)
                 << ", \"continuation\": " << nexa::json::quote(vocab.decode(out[i].tokens))
+                << ", \"text\": " << nexa::json::quote(vocab.decode(joined(ids[i], out[i].tokens)))
                 << ", \"tokens\": " << out[i].tokens.size()
                 << ", \"finished\": " << (out[i].finished ? "true" : "false") << "}\n";
     }
