@@ -110,12 +110,6 @@ class DecoderLM {
     return out;
   }
 
-  // Logits [B * S, vocab] of a batch (inference: nothing kept).
-  nexa::Tensor<float> logits(nexa::TensorView<const std::int32_t> ids, nexa::TensorView<const std::int32_t> mask) {
-    Cache cache;
-    return forward({ids, {}, mask}, cache);
-  }
-
   void set_training(bool on) { stack.set_training(on); }
 
   // T5's names: shared.weight, decoder.block.<i>.*, decoder.final_layer_norm.weight, lm_head.weight.
