@@ -72,12 +72,6 @@ struct Prompt {
   std::string text;
 };
 
-nexa_moe::NexaMoeLM make_model(const nexa_moe::Checkpoint& ckpt) {
-  nexa::Rng rng(0);
-  nexa_moe::NexaMoeLM model(ckpt.lm, ckpt.classifier(), 0.0, rng);
-  return model;
-}
-
 // Mean next-token loss of the model on untagged definitions, each routed by its classifier.
 double eval_loss(nexa_moe::NexaMoeLM& model, const lm_data::Vocab& vocab, const nexa::WordPieceTokenizer& wordpiece,
                  const std::vector<lm_data::Sample>& samples, std::size_t classifier_len) {
@@ -100,39 +94,24 @@ std::vector<std::int32_t> joined(std::vector<std::int32_t> a, const std::vector<
   return a;
 }
 
-// The router's probabilities (the classifier's, also under an override).
-std::string probs_json(const float* p, index_t E) {
-  std::string out = "[";
-  for (index_t e = 0; e < E; ++e) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%s%.4f", e ? ", " : "", static_cast<double>(p[e]));
-    out += buf;
-  }
-  return out + "]";
-}
-
 int run(const Options& opt) {
   examples::set_threads(opt.threads);
   const nexa_moe::Checkpoint ckpt = nexa_moe::Checkpoint::open(opt.checkpoint);
   const auto& domains = ckpt.domains;
-  const index_t E = static_cast<index_t>(domains.size());
   const int forced = opt.domain ? ckpt.domain_index("--domain", *opt.domain) : -1;
   const nexa::WordPieceTokenizer wordpiece = ckpt.classifier_vocab();
   const lm_data::Vocab vocab = lm_data::Vocab::load(ckpt.dir / "vocab.txt", wordpiece);
   nexa::require(vocab.size() == ckpt.lm.vocab, "checkpoint", "vocab.txt holds ", vocab.size(),
                 " tokens, config.json says ", ckpt.lm.vocab);
 
-  nexa_moe::NexaMoeLM fp32 = make_model(ckpt);
-  nexa::load_safetensors(fp32, ckpt.dir / "nexa_moe.safetensors");
-  fp32.set_training(false);
+  nexa_moe::NexaMoeLM fp32 = ckpt.model();
   std::optional<nexa_moe::NexaMoeLM> int8;
   std::string int8_summary;
   if (opt.int8) {
     const fs::path int8_path = ckpt.dir / "nexa_moe.int8.safetensors";
     const nexa::generate::Int8ExportReport report = nexa::generate::save_int8_checkpoint(fp32, int8_path);
-    int8.emplace(make_model(ckpt));
+    int8.emplace(ckpt.model());  // its weights are then replaced by the int8 file's
     nexa::generate::load_int8_checkpoint(*int8, int8_path);
-    int8->set_training(false);
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "int8 export: %s, %.1f MB against %.1f MB in fp32 (%.3fx); %lld of %lld parameters in int8, "
@@ -166,12 +145,7 @@ int run(const Options& opt) {
     for (std::size_t i = start; i < end; ++i) texts.push_back(prompts[i].text), row_ids.push_back(prompts[i].line);
     const auto t0 = Clock::now();
     // Route: the classifier once for the batch (with the override when given).
-    nexa::SequenceBatch route;
-    const nexa::BatchEncoding enc =
-        wordpiece.encode_batch(texts, nexa::EncodeOptions{.max_length = ckpt.classifier_max_len});
-    route.ids = enc.input_ids;
-    route.token_types = enc.token_type_ids;
-    route.mask = enc.attention_mask;
+    nexa::SequenceBatch route = nexa_moe::classifier_batch(wordpiece, texts, ckpt.classifier_max_len);
     if (forced >= 0) route.domain_override.assign(texts.size(), forced);
     const auto& routing = model.router->classify(route);
     std::vector<std::vector<std::int32_t>> ids;
@@ -190,7 +164,7 @@ int run(const Options& opt) {
       generated += out[i].tokens.size();
       std::cout << "{\"line\": " << p.line
                 << ", \"domain\": " << nexa::json::quote(domains[static_cast<std::size_t>(domain)])
-                << ", \"probs\": " << probs_json(routing.probs.data() + static_cast<index_t>(i) * E, E)
+                << ", \"probs\": " << nexa_moe::probs_json(routing, static_cast<index_t>(i))
                 << (forced >= 0 ? ", \"overridden\": true" : "") << ", \"prompt\": " << nexa::json::quote(p.text)
                 << ", \"continuation\": " << nexa::json::quote(vocab.decode(out[i].tokens))
                 << ", \"text\": " << nexa::json::quote(vocab.decode(joined(ids[i], out[i].tokens)))

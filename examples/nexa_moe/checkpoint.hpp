@@ -7,6 +7,7 @@
 //   classifier_vocab.txt     the router's WordPiece vocabulary (MiniLM's vocab.txt)
 //   nexa_moe.safetensors     NEXA-MOE: the LM (T5 names) and router.classifier_model.* (BERT names)
 //   token_moe.safetensors, dense.safetensors   the baselines
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -126,18 +127,47 @@ struct Checkpoint {
     return nexa::WordPieceTokenizer::from_vocab_file(dir / "classifier_vocab.txt");
   }
 
-  // The NEXA-MOE router's BERT classifier, from nexa_moe.safetensors (router.classifier_model.*),
-  // in eval mode.
-  [[nodiscard]] nexa::BertModel<> classifier() const {
+  // The router's BERT config, one label per domain.
+  [[nodiscard]] nexa::BertConfig classifier_config() const {
     nexa::BertConfig config = nexa::BertConfig::from_json(dir / "classifier_config.json");
     config.num_labels = static_cast<index_t>(domains.size());
+    return config;
+  }
+
+  // The NEXA-MOE router alone: its BERT classifier from nexa_moe.safetensors
+  // (router.classifier_model.*), in eval mode.
+  [[nodiscard]] DomainRouter router() const {
+    const nexa::BertConfig config = classifier_config();
     nexa::Rng rng(0);
     nexa::BertModel<> bert(config, rng);
     PrefixedParams prefixed{bert, "router.classifier_model"};
     nexa::load_safetensors(prefixed, dir / "nexa_moe.safetensors", /*strict=*/false);
     bert.set_training(false);
-    return bert;
+    return DomainRouter({.d_model = config.hidden, .num_experts = config.num_labels}, std::move(bert));
+  }
+
+  // The whole NEXA-MOE model (LM and router), from nexa_moe.safetensors, in eval mode.
+  [[nodiscard]] NexaMoeLM model() const {
+    nexa::Rng rng(0);
+    NexaMoeLM m(lm, nexa::BertModel<>(classifier_config(), rng), 0.0, rng);
+    nexa::load_safetensors(m, dir / "nexa_moe.safetensors");
+    m.set_training(false);
+    m.router->classifier.set_training(false);
+    return m;
   }
 };
+
+// A routing's probabilities for sequence b as a JSON array ("[0.9806, 0.0137, 0.0057]").
+template <class Routing>
+[[nodiscard]] std::string probs_json(const Routing& routing, index_t b) {
+  const index_t E = routing.probs.dim(1);
+  std::string out = "[";
+  for (index_t e = 0; e < E; ++e) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.4f", e ? ", " : "", static_cast<double>(routing.probs.data()[b * E + e]));
+    out += buf;
+  }
+  return out + "]";
+}
 
 }  // namespace nexa_moe

@@ -45,23 +45,29 @@ inline constexpr std::int32_t kRoutedDomains = 3;  // PHYS, BIO, MAT: the expert
   return out;
 }
 
-// The classifier's batch for the samples at `indices`: [CLS] text [SEP], cut to max_len
-// WordPiece ids, padded to the longest; labels when `with_labels` (training).
+// The classifier's batch for texts: [CLS] text [SEP], cut to max_len WordPiece ids, padded to
+// the longest; no labels or overrides (the caller adds them).
+[[nodiscard]] inline nexa::SequenceBatch classifier_batch(const nexa::WordPieceTokenizer& wordpiece,
+                                                          std::span<const std::string> texts, std::size_t max_len) {
+  nexa::BatchEncoding enc = wordpiece.encode_batch(texts, nexa::EncodeOptions{.max_length = max_len});
+  nexa::SequenceBatch out;
+  out.ids = std::move(enc.input_ids);
+  out.token_types = std::move(enc.token_type_ids);
+  out.mask = std::move(enc.attention_mask);
+  return out;
+}
+
+// The same for the samples at `indices`, with their domain labels when `with_labels` (training).
 [[nodiscard]] inline nexa::SequenceBatch classifier_batch(const nexa::WordPieceTokenizer& wordpiece,
                                                           std::span<const lm_data::Sample> samples,
                                                           std::span<const std::size_t> indices, std::size_t max_len,
                                                           bool with_labels) {
   std::vector<std::string> texts;
   texts.reserve(indices.size());
-  nexa::SequenceBatch out;
-  for (const std::size_t i : indices) {
-    texts.push_back(samples[i].text);
-    if (with_labels) out.domain_labels.push_back(samples[i].domain);
-  }
-  nexa::BatchEncoding enc = wordpiece.encode_batch(texts, nexa::EncodeOptions{.max_length = max_len});
-  out.ids = std::move(enc.input_ids);
-  out.token_types = std::move(enc.token_type_ids);
-  out.mask = std::move(enc.attention_mask);
+  for (const std::size_t i : indices) texts.push_back(samples[i].text);
+  nexa::SequenceBatch out = classifier_batch(wordpiece, texts, max_len);
+  if (with_labels)
+    for (const std::size_t i : indices) out.domain_labels.push_back(samples[i].domain);
   return out;
 }
 

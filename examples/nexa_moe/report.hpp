@@ -18,6 +18,7 @@ namespace nexa_moe::report {
 
 using nexa::index_t;
 inline const std::vector<std::string> kDomainNames = {"PHYS", "BIO", "MAT"};
+inline constexpr std::size_t kExperts = kRoutedDomains;  // one expert per routed domain
 
 // --- small formatting helpers ---------------------------------------------------------------
 
@@ -46,8 +47,7 @@ inline std::string json_array(const std::vector<double>& v, const char* f = "%.4
 
 // Non-padding tokens per (domain, expert), summed over layers.
 struct LoadCounter {
-  std::vector<double> counts = std::vector<double>(kRoutedDomains * 3, 0.0);
-  index_t experts = 3;
+  std::vector<double> counts = std::vector<double>(kRoutedDomains * kExperts, 0.0);
 
   template <class MoECache>
   void add(const MoECache& cache, const lm_data::Batch& batch) {
@@ -56,14 +56,13 @@ struct LoadCounter {
     for (index_t t = 0; t < batch.ids.numel(); ++t) {
       if (batch.mask.data()[t] == 0) continue;
       const std::int32_t domain = batch.domains[static_cast<std::size_t>(t / S)];
-      counts[static_cast<std::size_t>(domain * experts + experts_of.data()[t])] += 1;
+      counts[static_cast<std::size_t>(domain) * kExperts + static_cast<std::size_t>(experts_of.data()[t])] += 1;
     }
   }
   [[nodiscard]] std::vector<double> expert_shares() const {
-    std::vector<double> share(static_cast<std::size_t>(experts), 0.0);
+    std::vector<double> share(kExperts, 0.0);
     double total = 0;
-    for (std::size_t i = 0; i < counts.size(); ++i)
-      share[i % static_cast<std::size_t>(experts)] += counts[i], total += counts[i];
+    for (std::size_t i = 0; i < counts.size(); ++i) share[i % kExperts] += counts[i], total += counts[i];
     for (double& s : share) s = total > 0 ? s / total : 0;
     return share;
   }
@@ -125,7 +124,7 @@ struct Record {
   LoadCounter load;   // since the last progress line
   RouterScore route;  // since the last progress line
   std::vector<std::pair<double, double>> curve, valid_curve;
-  std::vector<std::vector<std::pair<double, double>>> load_curve{3};
+  std::vector<std::vector<std::pair<double, double>>> load_curve{kExperts};
   Evaluation final_eval;
 };
 
@@ -148,14 +147,14 @@ inline void print_summary(const std::vector<Record>& records) {
   for (const Record& r : records) {
     if (!r.moe) continue;
     std::printf("\n%s: share of each domain's validation tokens per expert (all layers)\n%-6s", r.name.c_str(), "");
-    for (index_t e = 0; e < 3; ++e) std::printf("  expert %lld", static_cast<long long>(e));
+    for (std::size_t e = 0; e < kExperts; ++e) std::printf("  expert %zu", e);
     std::printf("\n");
     for (std::size_t d = 0; d < kRoutedDomains; ++d) {
       double total = 0;
-      for (std::size_t e = 0; e < 3; ++e) total += r.final_eval.load.counts[d * 3 + e];
+      for (std::size_t e = 0; e < kExperts; ++e) total += r.final_eval.load.counts[d * kExperts + e];
       std::printf("%-6s", kDomainNames[d].c_str());
-      for (std::size_t e = 0; e < 3; ++e)
-        std::printf("  %8.3f", total > 0 ? r.final_eval.load.counts[d * 3 + e] / total : 0);
+      for (std::size_t e = 0; e < kExperts; ++e)
+        std::printf("  %8.3f", total > 0 ? r.final_eval.load.counts[d * kExperts + e] / total : 0);
       std::printf("\n");
     }
   }

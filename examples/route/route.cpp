@@ -24,6 +24,7 @@
 #include "../common/jsonl_input.hpp"
 #include "../common/threads.hpp"
 #include "../nexa_moe/checkpoint.hpp"
+#include "../nexa_moe/data.hpp"
 
 namespace {
 
@@ -63,7 +64,7 @@ int run(const Options& opt) {
   const auto& domains = ckpt.domains;
   const index_t E = static_cast<index_t>(domains.size());
   const int forced = opt.domain ? ckpt.domain_index("--domain", *opt.domain) : -1;
-  nexa::BertModel<> classifier = ckpt.classifier();
+  nexa_moe::DomainRouter router = ckpt.router();
   const nexa::WordPieceTokenizer wordpiece = ckpt.classifier_vocab();
 
   examples::InputLines input(opt.input);
@@ -81,33 +82,18 @@ int run(const Options& opt) {
     if (pending.empty()) return;
     std::vector<std::string> texts;
     for (const Item& it : pending) texts.push_back(it.text);
-    const nexa::BatchEncoding enc =
-        wordpiece.encode_batch(texts, nexa::EncodeOptions{.max_length = ckpt.classifier_max_len});
-    const nexa::Tensor<float> logits = classifier.apply(enc.input_ids, enc.token_type_ids, enc.attention_mask).logits;
+    nexa::SequenceBatch batch = nexa_moe::classifier_batch(wordpiece, texts, ckpt.classifier_max_len);
+    if (forced >= 0) batch.domain_override.assign(texts.size(), forced);
+    const auto& routing = router.classify(batch);  // probabilities stay the classifier's under an override
     for (std::size_t b = 0; b < pending.size(); ++b) {
-      const float* z = logits.data() + static_cast<index_t>(b) * E;
-      std::vector<double> p(static_cast<std::size_t>(E));
-      double max = z[0], sum = 0;
-      for (index_t e = 1; e < E; ++e) max = std::max(max, static_cast<double>(z[e]));
-      for (index_t e = 0; e < E; ++e) sum += p[static_cast<std::size_t>(e)] = std::exp(z[e] - max);
-      int best = 0;
-      for (index_t e = 0; e < E; ++e) {
-        p[static_cast<std::size_t>(e)] /= sum;
-        if (p[static_cast<std::size_t>(e)] > p[static_cast<std::size_t>(best)]) best = static_cast<int>(e);
-      }
-      const int chosen = forced >= 0 ? forced : best;
+      const int chosen = routing.experts.data()[b];
       const Item& it = pending[b];
       if (it.label >= 0) confusion[static_cast<std::size_t>(it.label * E + chosen)] += 1;
       ++routed;
       if (!out) continue;
-      std::string line = nexa::detail::concat("{\"line\": ", it.line, ", \"domain\": \"",
-                                              domains[static_cast<std::size_t>(chosen)], "\", \"probs\": [");
-      for (index_t e = 0; e < E; ++e) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%s%.4f", e ? ", " : "", p[static_cast<std::size_t>(e)]);
-        line += buf;
-      }
-      line += "]";
+      std::string line =
+          nexa::detail::concat("{\"line\": ", it.line, ", \"domain\": \"", domains[static_cast<std::size_t>(chosen)],
+                               "\", \"probs\": ", nexa_moe::probs_json(routing, static_cast<index_t>(b)));
       if (forced >= 0) line += ", \"overridden\": true";
       if (it.label >= 0)
         line += nexa::detail::concat(", \"label\": \"", domains[static_cast<std::size_t>(it.label)], "\"");

@@ -209,6 +209,10 @@ class Attention {
                                     TensorView<const std::int32_t, D> key_mask = {},
                                     TensorView<const T, D> position_bias = {}) const {
     static_assert(std::same_as<D, cpu>, "Attention::decode: only the CPU backend implements decoding yet");
+    static_assert(
+        requires { requires Scores::decodes_incrementally; },
+        "Attention::decode: this policy's keys are not every earlier key (local-global attention's "
+        "window), which KV-cache decoding computes");
     check_input(x);
     require(config_.causal, Scores::name, "decode needs a causal attention (config.causal)");
     const index_t B = x.dim(0), n = x.dim(1), L = kv.length + n;

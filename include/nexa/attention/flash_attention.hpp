@@ -171,6 +171,8 @@ struct FlashScores {
   static constexpr const char* name = "FlashAttention";
   // With D other than cpu the core is FlashAttentionKernel<D> (backend/cuda/flash_attention.hpp).
   static constexpr bool runs_on_device = true;
+  // A causal query sees every earlier non-padding key, so KV-cache decoding computes the same.
+  static constexpr bool decodes_incrementally = true;
 
   template <class T, class D>
   struct Saved {

@@ -78,6 +78,8 @@ void reduce_bias_grad(const std::vector<T>& partial, index_t B, index_t H, index
 
 struct FullScores {
   static constexpr const char* name = "FullAttention";
+  // A causal query sees every earlier non-padding key, so KV-cache decoding computes the same.
+  static constexpr bool decodes_incrementally = true;
 
   template <class T, class D>
   struct Saved {
