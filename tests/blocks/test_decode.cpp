@@ -104,6 +104,10 @@ TEST_CASE("decode reports misuse") {
                        nexa::Error);
   CHECK_THROWS_WITH_AS((void)stack.decode(Tensor<double>({2, 1, 8}), kv, Tensor<std::int32_t>({2, 3})),
                        doctest::Contains("key mask"), nexa::Error);
+  auto mixed = kv;
+  mixed.back().length -= 1;
+  CHECK_THROWS_WITH_AS((void)stack.decode(Tensor<double>({2, 1, 8}), mixed), doctest::Contains("same positions"),
+                       nexa::Error);
   nexa::Rng rng(7);
   nexa::FullAttention<double> bidirectional({.hidden = 8, .heads = 2}, rng);
   nexa::KVCache<double> one;

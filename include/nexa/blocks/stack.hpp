@@ -116,6 +116,9 @@ class Stack {
     require(!blocks.empty(), "Stack", "module is not constructed");
     require(x.rank() == 3 && x.dim(1) > 0, "Stack", "input shape expected [batch, n, d_model], got ", x.shape());
     kv.resize(blocks.size());
+    for (const KVCache<T, D>& c : kv)
+      require(c.length == kv.front().length, "Stack", "every block's KV cache must hold the same positions, got ",
+              c.length, " and ", kv.front().length, " (one cache vector per sequence batch)");
     const index_t L = kv.front().length + x.dim(1);
     const Tensor<T, D> bias = has_position_bias() ? position_bias.forward(L) : Tensor<T, D>();
     Tensor<T, D> h = clone(x);
