@@ -13,18 +13,24 @@ if(CMAKE_VERSION VERSION_LESS 3.26 AND CMAKE_CUDA_COMPILER_ID STREQUAL "NVIDIA"
   list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
 endif()
 
-# nexa_cuda_target(<target>): the settings every nexa CUDA executable (tests, benchmarks) uses.
-#  - sm_80 and sm_90 (A100, H100), C++20 (-std=c++20 by hand: see above);
+# nexa_cuda_target(<target> [ARCHITECTURES <sm>...]): the settings every nexa CUDA executable
+# (tests, benchmarks) uses.
+#  - sm_80 and sm_90 (A100, H100) unless ARCHITECTURES narrows them, C++20 (-std=c++20 by hand:
+#    see above);
 #  - every nvcc and host-compiler warning an error; Eigen's nvcc-only pragmas are unknown to g++;
 #  - the host code of .cu files sees the same OpenMP nexa headers as the C++ sources do;
 #  - the shared CUDA runtime: CUDA::cudart is the shared one, and a second, static runtime in
 #    the same process (CMake's default for CUDA targets) would hold its own state.
 function(nexa_cuda_target target)
+  cmake_parse_arguments(arg "" "" "ARCHITECTURES" ${ARGN})
+  if(NOT arg_ARCHITECTURES)
+    set(arg_ARCHITECTURES 80 90)
+  endif()
   set(flags -std=c++20 --Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Wno-unknown-pragmas,-Werror)
   if(OpenMP_CXX_FOUND)
     list(APPEND flags -Xcompiler=-fopenmp)
   endif()
-  set_target_properties(${target} PROPERTIES CUDA_ARCHITECTURES "80;90" CUDA_RUNTIME_LIBRARY Shared)
+  set_target_properties(${target} PROPERTIES CUDA_ARCHITECTURES "${arg_ARCHITECTURES}" CUDA_RUNTIME_LIBRARY Shared)
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${flags}>)
   target_link_libraries(${target} PRIVATE CUDA::cublas CUDA::cudart)
 endfunction()
