@@ -1,0 +1,137 @@
+#pragma once
+// SpecEncoder<Window>: the Nexa-Spec encoder (seed 004) at any size. Peak tokens (SpecEmbedding)
+// go through a stack of pre-LN blocks whose attention is LocalGlobalAttention<Window>: each peak
+// sees the peaks within Window / 2 positions on either side (peaks are sorted by m/z, so a
+// neighbourhood in m/z) plus the global tokens ([CLS] and [PREC]), and the global tokens see the
+// whole spectrum. The hidden states of the masked tokens go to MaskedPeakHead.
+//
+//   Tokens:     mz, intensity [B, S]; type, padding (1 = token), global (1 = global) [B, S];
+//               masked: the flat positions b * S + s of the masked peaks, in order.
+//   forward -> MaskedPeakLogits for the masked positions; backward(d_mz, d_intensity) accumulates
+//   every gradient; encode -> the final hidden states [B, S, d_model] (the [CLS] row is the
+//   spectrum embedding).
+// Parameter names: embedding.*, encoder.block.<i>.*, encoder.final_layer_norm.*, head.*.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nexa/attention/local_global_attention.hpp"
+#include "nexa/blocks/pre_ln_block.hpp"
+#include "nexa/blocks/stack.hpp"
+#include "nexa/core/error.hpp"
+#include "nexa/models/masked_peak_head.hpp"
+#include "nexa/models/spec_embedding.hpp"
+#include "nexa/moe/t5_ffn.hpp"
+#include "nexa/nn/activation.hpp"
+
+namespace nexa {
+
+struct SpecEncoderConfig {
+  SpecEmbeddingConfig embedding;  // its d_model is the model's
+  index_t layers = 2;
+  index_t heads = 4;
+  index_t d_ff = 0;
+  double dropout = 0.0;
+  index_t mz_bins = 0, intensity_bins = 0;
+};
+
+template <index_t Window = 64, class T = float>
+class SpecEncoder {
+ public:
+  using Block = PreLNBlock<LocalGlobalAttention<Window>, T5FFN<Gelu>>;
+  using Encoder = Stack<Block, T>;
+  using Config = SpecEncoderConfig;
+  // Token tensors in the model's scalar type (the gradient checks run in double).
+  struct Tokens {
+    Tensor<T> mz, intensity;
+    Tensor<std::int32_t> type, padding, global;
+    std::vector<index_t> masked;
+  };
+  struct Cache {
+    typename SpecEmbedding<T>::Cache embedding;
+    typename Encoder::Cache encoder;
+    typename MaskedPeakHead<T>::Cache head;
+    Shape hidden_shape;
+    std::vector<index_t> masked;
+  };
+
+  SpecEmbedding<T> embedding;
+  Encoder encoder;
+  MaskedPeakHead<T> head;
+
+  SpecEncoder() = default;
+  SpecEncoder(const Config& config, Rng& rng) : config_(config) {
+    const index_t d = config.embedding.d_model;
+    require(d > 0 && config.d_ff > 0 && config.heads > 0 && d % config.heads == 0, "SpecEncoder",
+            "need positive d_model and d_ff and heads dividing d_model, got d_model ", d, ", d_ff ", config.d_ff,
+            ", heads ", config.heads);
+    embedding = SpecEmbedding<T>(config.embedding, rng);
+    encoder = Encoder({.layers = config.layers,
+                       .block = {.d_model = d,
+                                 .heads = config.heads,
+                                 .dropout = config.dropout,
+                                 .attention_dropout = config.dropout,
+                                 .attention_scale = true,
+                                 .ffn = {.d_model = d, .d_ff = config.d_ff, .dropout = config.dropout}},
+                       .final_norm = true},
+                      rng);
+    head = MaskedPeakHead<T>({.d_model = d, .mz_bins = config.mz_bins, .intensity_bins = config.intensity_bins}, rng);
+  }
+
+  [[nodiscard]] const Config& config() const { return config_; }
+  void set_training(bool on) { encoder.set_training(on); }
+  template <class F>
+  void visit_dropouts(F&& f) {
+    encoder.visit_dropouts(f);
+  }
+
+  // The final hidden states [B, S, d_model].
+  [[nodiscard]] Tensor<T> encode(const Tokens& x, Cache& cache) {
+    Tensor<T> e = embedding.forward(x.mz.cview(), x.intensity.cview(), x.type.cview(), cache.embedding);
+    return encoder.forward(std::move(e), x.padding.cview(), cache.encoder, x.global.cview());
+  }
+
+  [[nodiscard]] MaskedPeakLogits<T> forward(const Tokens& x, Cache& cache) {
+    const Tensor<T> hidden = encode(x, cache);
+    const index_t d = hidden.dim(2), n = static_cast<index_t>(x.masked.size());
+    require(n > 0, "SpecEncoder", "forward needs at least one masked position");
+    auto rows = Tensor<T>::uninitialized({n, d});
+    for (index_t r = 0; r < n; ++r) {
+      const index_t at = x.masked[static_cast<std::size_t>(r)];
+      require(0 <= at && at < hidden.dim(0) * hidden.dim(1), "SpecEncoder", "masked position ", at,
+              " outside the batch's ", hidden.dim(0) * hidden.dim(1), " tokens");
+      std::copy_n(hidden.data() + at * d, d, rows.data() + r * d);
+    }
+    cache.hidden_shape = hidden.shape();
+    cache.masked = x.masked;
+    return head.forward(rows.cview(), cache.head);
+  }
+
+  void backward(TensorView<const T> d_mz, TensorView<const T> d_intensity, Cache& cache) {
+    require(!cache.masked.empty(), "SpecEncoder", "backward needs a forward's cache");
+    const Tensor<T> d_rows = head.backward(d_mz, d_intensity, cache.head);
+    Tensor<T> d_hidden(cache.hidden_shape);
+    const index_t d = d_rows.dim(1);
+    for (std::size_t r = 0; r < cache.masked.size(); ++r) {
+      const T* src = d_rows.data() + static_cast<index_t>(r) * d;
+      T* dst = d_hidden.data() + cache.masked[r] * d;
+      for (index_t c = 0; c < d; ++c) dst[c] += src[c];
+    }
+    const Tensor<T> d_embedded = encoder.backward(d_hidden.cview(), cache.encoder);
+    embedding.backward(d_embedded.cview(), cache.embedding);
+  }
+
+  template <class F>
+  void visit_params(F&& f, const std::string& prefix = "") {
+    embedding.visit_params(f, join_name(prefix, "embedding"));
+    encoder.visit_params(f, join_name(prefix, "encoder"));
+    head.visit_params(f, join_name(prefix, "head"));
+  }
+
+ private:
+  Config config_;
+};
+
+}  // namespace nexa
