@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/confusion.hpp"
 #include "../common/lm_data.hpp"
 #include "../common/svg_plot.hpp"
 #include "data.hpp"
@@ -71,25 +72,23 @@ struct LoadCounter {
 
 // The domain classifier's choices against the labels, and the entropy of its probabilities.
 struct RouterScore {
-  double correct = 0, total = 0, entropy = 0;
-  std::vector<double> confusion = std::vector<double>(kRoutedDomains * kRoutedDomains, 0.0);
+  examples::Confusion confusion{kDomainNames};
+  double entropy = 0;
 
   template <class Routing>
   void add(const Routing& r, const std::vector<std::int32_t>& domains) {
     const index_t E = r.probs.dim(1);
     for (std::size_t b = 0; b < domains.size(); ++b) {
-      const std::int32_t chosen = r.experts.data()[b];
-      correct += chosen == domains[b] ? 1 : 0;
-      total += 1;
-      confusion[static_cast<std::size_t>(domains[b] * kRoutedDomains + chosen)] += 1;
+      confusion.add(static_cast<std::size_t>(domains[b]), static_cast<std::size_t>(r.experts.data()[b]));
       for (index_t e = 0; e < E; ++e) {
         const double p = r.probs.data()[static_cast<index_t>(b) * E + e];
         entropy -= p > 0 ? p * std::log(p) : 0;
       }
     }
   }
-  [[nodiscard]] double accuracy() const { return total > 0 ? correct / total : 0; }
-  [[nodiscard]] double mean_entropy() const { return total > 0 ? entropy / total : 0; }
+  [[nodiscard]] std::size_t total() const { return confusion.total(); }
+  [[nodiscard]] double accuracy() const { return total() > 0 ? confusion.accuracy() : 0; }
+  [[nodiscard]] double mean_entropy() const { return total() > 0 ? entropy / static_cast<double>(total()) : 0; }
 };
 
 // --- per-model bookkeeping ------------------------------------------------------------------
@@ -159,15 +158,10 @@ inline void print_summary(const std::vector<Record>& records) {
     }
   }
   for (const Record& r : records) {
-    if (!r.routed_by_sequence || r.final_eval.route.total == 0) continue;
+    if (!r.routed_by_sequence || r.final_eval.route.total() == 0) continue;
     const RouterScore& rs = r.final_eval.route;
-    std::printf("\n%s router: validation accuracy %.3f; confusion (rows: true domain, columns: expert)\n",
-                r.name.c_str(), rs.accuracy());
-    for (std::size_t d = 0; d < kRoutedDomains; ++d) {
-      std::printf("%-6s", kDomainNames[d].c_str());
-      for (std::size_t e = 0; e < kRoutedDomains; ++e) std::printf(" %6.0f", rs.confusion[d * kRoutedDomains + e]);
-      std::printf("\n");
-    }
+    std::printf("\n%s router: validation accuracy %.3f; %s", r.name.c_str(), rs.accuracy(),
+                rs.confusion.table("confusion (rows: true domain, columns: expert)").c_str());
   }
 }
 

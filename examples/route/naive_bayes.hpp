@@ -10,12 +10,9 @@
 // smoothing, α = 1 by default; n_{t,c} = occurrences of token t in class c's training documents,
 // n_c = all tokens of class c, V = the training vocabulary). Computed in log space; tokens outside
 // the training vocabulary are skipped; the posteriors are the soft-max of the log scores.
-// Evaluation: a confusion matrix (rows: true label, columns: predicted), accuracy, per-class
-// accuracy (recall), macro-averaged accuracy (the mean of the per-class accuracies over the
-// classes present: what an imbalanced set needs), and the accuracy of always answering the
-// training set's majority class. JSON-lines input: one object per line with string fields
-// "text" and "domain"; malformed lines are reported with their line number and skipped, the rest
-// are read. Errors are nexa::Error.
+// Evaluation: examples::Confusion (common/confusion.hpp) over the predictions. JSON-lines input: one object per line
+// with string fields "text" and "domain"; malformed lines are reported with their line number and skipped, the rest are
+// read. Errors are nexa::Error.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -26,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/confusion.hpp"
 #include "../common/files.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/io/json.hpp"
@@ -147,68 +145,15 @@ struct Prediction {
 // ---------------------------------------------------------------------------------------------
 // Metrics.
 
-struct Evaluation {
-  std::vector<std::string> labels;
-  std::vector<std::vector<std::size_t>> confusion;  // [true][predicted]
-
-  [[nodiscard]] std::size_t total() const {
-    std::size_t n = 0;
-    for (const auto& row : confusion) {
-      for (const std::size_t x : row) n += x;
-    }
-    return n;
-  }
-  [[nodiscard]] std::size_t support(std::size_t c) const {
-    std::size_t n = 0;
-    for (const std::size_t x : confusion[c]) n += x;
-    return n;
-  }
-  [[nodiscard]] std::size_t correct() const {
-    std::size_t n = 0;
-    for (std::size_t c = 0; c < confusion.size(); ++c) n += confusion[c][c];
-    return n;
-  }
-  // Fraction right; NaN on an empty set.
-  [[nodiscard]] double accuracy() const {
-    const std::size_t n = total();
-    return n == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(correct()) / static_cast<double>(n);
-  }
-  // Recall of class c: the fraction of its samples predicted as c; NaN when it has none.
-  [[nodiscard]] double class_accuracy(std::size_t c) const {
-    const std::size_t n = support(c);
-    return n == 0 ? std::numeric_limits<double>::quiet_NaN()
-                  : static_cast<double>(confusion[c][c]) / static_cast<double>(n);
-  }
-  // The mean of the per-class accuracies over the classes with samples (balanced accuracy).
-  [[nodiscard]] double macro_accuracy() const {
-    double sum = 0;
-    std::size_t present = 0;
-    for (std::size_t c = 0; c < confusion.size(); ++c) {
-      if (support(c) == 0) continue;
-      sum += class_accuracy(c);
-      ++present;
-    }
-    return present == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / static_cast<double>(present);
-  }
-  // The accuracy of always answering class c (c = the training majority: the trivial floor).
-  [[nodiscard]] double constant_accuracy(std::size_t c) const {
-    const std::size_t n = total();
-    return n == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(support(c)) / static_cast<double>(n);
-  }
-};
+// The metrics (accuracy, per-class, macro, majority floor) are the examples' shared confusion matrix.
+using Evaluation = examples::Confusion;
 
 [[nodiscard]] inline Evaluation evaluate(const std::vector<std::string>& labels, const std::vector<std::size_t>& truth,
                                          const std::vector<std::size_t>& predicted) {
   nexa::require(truth.size() == predicted.size(), kModule, "evaluate: ", truth.size(), " true labels but ",
                 predicted.size(), " predictions");
-  Evaluation e;
-  e.labels = labels;
-  e.confusion.assign(labels.size(), std::vector<std::size_t>(labels.size(), 0));
-  for (std::size_t i = 0; i < truth.size(); ++i) {
-    nexa::require(truth[i] < labels.size() && predicted[i] < labels.size(), kModule, "evaluate: label index out of ",
-                  "range at sample ", i);
-    ++e.confusion[truth[i]][predicted[i]];
-  }
+  Evaluation e(labels);
+  for (std::size_t i = 0; i < truth.size(); ++i) e.add(truth[i], predicted[i]);
   return e;
 }
 

@@ -109,10 +109,10 @@ std::string json_of(const nb::Model& model, const std::filesystem::path& train_f
     for (std::size_t c = 0; c < e.labels.size(); ++c)
       out += nexa::detail::concat(c == 0 ? "" : ", ", "\"", e.labels[c], "\"");
     out += "], \"matrix\": [";
-    for (std::size_t r = 0; r < e.confusion.size(); ++r) {
+    for (std::size_t r = 0; r < e.counts.size(); ++r) {
       out += r == 0 ? "[" : ", [";
-      for (std::size_t c = 0; c < e.confusion[r].size(); ++c)
-        out += nexa::detail::concat(c == 0 ? "" : ", ", e.confusion[r][c]);
+      for (std::size_t c = 0; c < e.counts[r].size(); ++c)
+        out += nexa::detail::concat(c == 0 ? "" : ", ", e.counts[r][c]);
       out += "]";
     }
     out += nexa::detail::concat("]}}", i + 1 < sets.size() ? "," : "", "\n");
@@ -145,15 +145,8 @@ std::string table_of(const nb::Model& model, const std::filesystem::path& train_
       "(accuracy: fraction right; macro: mean of the per-domain accuracies; majority: always answering the "
       "training majority; per-domain columns: accuracy (recall) on that domain's samples)\n";
   for (const SetResult& s : sets) {
-    const nb::Evaluation& e = s.eval;
-    out += fmt("\nconfusion %s (rows: true, columns: predicted)\n%-6s", s.name.c_str(), "");
-    for (const std::string& l : e.labels) out += fmt(" %6s", l.c_str());
-    out += "\n";
-    for (std::size_t r = 0; r < e.confusion.size(); ++r) {
-      out += fmt("%-6s", e.labels[r].c_str());
-      for (const std::size_t x : e.confusion[r]) out += fmt(" %6zu", x);
-      out += "\n";
-    }
+    out += '\n';  // not "\n" + table(...): GCC 12 warns falsely (-Wrestrict) on that
+    out += s.eval.table(fmt("confusion %s (rows: true, columns: predicted)", s.name.c_str()));
   }
   return out;
 }

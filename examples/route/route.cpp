@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../common/cli.hpp"
+#include "../common/confusion.hpp"
 #include "../common/jsonl_input.hpp"
 #include "../common/threads.hpp"
 #include "../nexa_moe/checkpoint.hpp"
@@ -62,7 +63,6 @@ int run(const Options& opt) {
   examples::set_threads(opt.threads);
   const nexa_moe::Checkpoint ckpt = nexa_moe::Checkpoint::open(opt.checkpoint);
   const auto& domains = ckpt.domains;
-  const index_t E = static_cast<index_t>(domains.size());
   const int forced = opt.domain ? ckpt.domain_index("--domain", *opt.domain) : -1;
   nexa_moe::DomainRouter router = ckpt.router();
   const nexa::WordPieceTokenizer wordpiece = ckpt.classifier_vocab();
@@ -75,7 +75,7 @@ int run(const Options& opt) {
   }
   std::ostream* out = opt.output ? &out_file : (opt.eval ? nullptr : &std::cout);
 
-  std::vector<double> confusion(static_cast<std::size_t>(E * E), 0.0);
+  examples::Confusion confusion(domains);
   std::size_t routed = 0;
   std::vector<Item> pending;
   const auto flush = [&] {
@@ -88,7 +88,7 @@ int run(const Options& opt) {
     for (std::size_t b = 0; b < pending.size(); ++b) {
       const int chosen = routing.experts.data()[b];
       const Item& it = pending[b];
-      if (it.label >= 0) confusion[static_cast<std::size_t>(it.label * E + chosen)] += 1;
+      if (it.label >= 0) confusion.add(static_cast<std::size_t>(it.label), static_cast<std::size_t>(chosen));
       ++routed;
       if (!out) continue;
       std::string line =
@@ -117,31 +117,13 @@ int run(const Options& opt) {
   if (out) out->flush();
 
   if (opt.eval) {
-    double correct = 0, total = 0;
-    for (index_t d = 0; d < E; ++d)
-      for (index_t e = 0; e < E; ++e) {
-        const double n = confusion[static_cast<std::size_t>(d * E + e)];
-        total += n;
-        correct += d == e ? n : 0;
-      }
     std::printf("routed %zu definitions%s: accuracy %.4f\n", routed, forced >= 0 ? " (domain overridden)" : "",
-                total > 0 ? correct / total : 0.0);
-    double macro = 0;
-    for (index_t d = 0; d < E; ++d) {
-      double row = 0;
-      for (index_t e = 0; e < E; ++e) row += confusion[static_cast<std::size_t>(d * E + e)];
-      const double acc = row > 0 ? confusion[static_cast<std::size_t>(d * E + d)] / row : 0.0;
-      macro += acc / static_cast<double>(E);
-      std::printf("  %-5s accuracy %.4f (%.0f definitions)\n", domains[static_cast<std::size_t>(d)].c_str(), acc, row);
-    }
-    std::printf("  macro-averaged accuracy %.4f\nconfusion (rows: true domain, columns: routed to)\n      ", macro);
-    for (index_t e = 0; e < E; ++e) std::printf(" %6s", domains[static_cast<std::size_t>(e)].c_str());
-    std::printf("\n");
-    for (index_t d = 0; d < E; ++d) {
-      std::printf("%-6s", domains[static_cast<std::size_t>(d)].c_str());
-      for (index_t e = 0; e < E; ++e) std::printf(" %6.0f", confusion[static_cast<std::size_t>(d * E + e)]);
-      std::printf("\n");
-    }
+                confusion.accuracy());
+    for (std::size_t d = 0; d < domains.size(); ++d)
+      std::printf("  %-5s accuracy %.4f (%zu definitions)\n", domains[d].c_str(), confusion.class_accuracy(d),
+                  confusion.support(d));
+    std::printf("  macro-averaged accuracy %.4f\n%s", confusion.macro_accuracy(),
+                confusion.table("confusion (rows: true domain, columns: routed to)").c_str());
   }
   return malformed > 0 ? 2 : 0;
 }

@@ -98,7 +98,7 @@ TEST_CASE("metrics") {
   const std::vector<std::size_t> predicted = {0, 0, 0, 1, 2, 1, 1, 0, 2, 2};
   const nb::Evaluation e = nb::evaluate(labels, truth, predicted);
   const std::vector<std::vector<std::size_t>> want = {{3, 1, 1}, {1, 2, 0}, {0, 0, 2}};
-  CHECK(e.confusion == want);
+  CHECK(e.counts == want);
   CHECK(e.total() == 10);
   CHECK(e.correct() == 7);
   CHECK(e.accuracy() == doctest::Approx(0.7));
@@ -119,13 +119,22 @@ TEST_CASE("metrics") {
     CHECK(std::isnan(f.accuracy()));
     CHECK(std::isnan(f.macro_accuracy()));
   }
+  SUBCASE("the table: a row per true class, a column per prediction") {
+    CHECK(e.table("confusion") ==
+          "confusion\n"
+          "            P      B      M\n"
+          "P           3      1      1\n"
+          "B           1      2      0\n"
+          "M           0      0      2\n");
+  }
   CHECK_THROWS_WITH(static_cast<void>(nb::evaluate(labels, {0}, {})), doctest::Contains("predictions"));
+  CHECK_THROWS_WITH(static_cast<void>(nb::evaluate(labels, {0}, {3})), doctest::Contains("out of range"));
 }
 
 TEST_CASE("evaluate a model") {
   const nb::Model m = tiny_model();
   const nb::Evaluation e = nb::evaluate(m, {{"ball", 0}, {"cell", 1}, {"cell cell", 0}});
-  CHECK(e.confusion == std::vector<std::vector<std::size_t>>{{1, 1}, {0, 1}});
+  CHECK(e.counts == std::vector<std::vector<std::size_t>>{{1, 1}, {0, 1}});
 }
 
 TEST_CASE("JSON lines: malformed lines are reported by line number and skipped") {
