@@ -122,11 +122,12 @@ inline std::vector<double> distribution(std::span<const float> logits, const Sam
     }
     keep = prefix;
   }
-  std::vector<double> out(n, 0.0);
+  // order[keep, n) holds exactly the dropped tokens (partial_sort and sort both permute order).
   double kept = 0.0;
   for (std::size_t j = 0; j < keep; ++j) kept += p[order[j]];
-  for (std::size_t j = 0; j < keep; ++j) out[order[j]] = p[order[j]] / kept;
-  return out;
+  for (std::size_t j = keep; j < n; ++j) p[order[j]] = 0.0;
+  for (std::size_t j = 0; j < keep; ++j) p[order[j]] /= kept;
+  return p;
 }
 
 inline index_t inverse_cdf(const std::vector<double>& p, double u) {
