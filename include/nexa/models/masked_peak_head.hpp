@@ -5,7 +5,12 @@
 //   h = LayerNorm(GELU(W_t x + b_t));  mz_logits = W_m h + b_m [N, mz_bins];
 //   intensity_logits = W_i h + b_i [N, intensity_bins].
 // masked_peak_loss adds the two mean cross-entropies and returns both logit gradients.
-// Parameter names: transform.*, norm.*, mz.*, intensity.*.
+// Tied m/z decoder (Config::tied_mz, as language models tie their output embedding to the input
+// one): the m/z classes are not free rows W_m but a matrix E [mz_bins, d_model] the caller passes
+// to forward, the input embedding of each bin's centre m/z (SpecEncoder: the m/z projection of the
+// Fourier features), so mz_logits = h E^T + b_m and a class near a seen m/z starts near it; the
+// backward then returns dE for the caller to pass on.
+// Parameter names: transform.*, norm.*, mz.* (mz.bias alone when tied), intensity.*.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -27,6 +32,7 @@ struct MaskedPeakHeadConfig {
   index_t intensity_bins = 0;
   double norm_eps = 1e-12;
   double init_std = 0.02;
+  bool tied_mz = false;  // m/z logits against a decoder matrix given to forward (see the top)
 };
 
 template <class T = float>
@@ -43,12 +49,14 @@ class MaskedPeakHead {
     typename Linear<T>::Cache transform, mz, intensity;
     typename Activation<Gelu, T>::Cache act;
     typename LayerNorm<T>::Cache norm;
+    Tensor<T> decoder;  // tied: E [mz_bins, d_model]
   };
 
   Linear<T> transform;
   Activation<Gelu, T> act;
   LayerNorm<T> norm;
-  Linear<T> mz, intensity;
+  Linear<T> mz, intensity;  // mz: unused when tied
+  Param<T> mz_bias;         // [mz_bins], when tied
 
   MaskedPeakHead() = default;
   MaskedPeakHead(const Config& config, Rng& rng) : config_(config) {
@@ -61,29 +69,56 @@ class MaskedPeakHead {
     };
     transform = linear(config.d_model);
     norm = LayerNorm<T>({config.d_model, config.norm_eps}, rng);
-    mz = linear(config.mz_bins);
+    if (config.tied_mz)
+      mz_bias = Param<T>(Tensor<T>({config.mz_bins}));
+    else
+      mz = linear(config.mz_bins);
     intensity = linear(config.intensity_bins);
   }
 
   [[nodiscard]] const Config& config() const { return config_; }
 
-  // hidden: [N, d_model] (the masked tokens' rows).
-  [[nodiscard]] MaskedPeakLogits<T> forward(TensorView<const T> hidden, Cache& cache) const {
+  // hidden: [N, d_model] (the masked tokens' rows); decoder: E [mz_bins, d_model] when tied.
+  [[nodiscard]] MaskedPeakLogits<T> forward(TensorView<const T> hidden, Cache& cache,
+                                            TensorView<const T> decoder = {}) const {
     require(config_.d_model > 0, "MaskedPeakHead", "module is not constructed");
     require(hidden.rank() == 2 && hidden.dim(1) == config_.d_model, "MaskedPeakHead", "hidden shape expected [N, ",
             config_.d_model, "], got ", hidden.shape());
+    require(config_.tied_mz != decoder.empty(), "MaskedPeakHead",
+            config_.tied_mz ? "a tied head needs the m/z decoder matrix" : "an untied head takes no decoder matrix");
     Tensor<T> t = transform.forward(hidden, cache.transform);
     Tensor<T> h = norm.forward(act.forward(t.cview(), cache.act), cache.norm);
     MaskedPeakLogits<T> out;
-    out.mz = mz.forward(h.cview(), cache.mz);
+    if (config_.tied_mz) {
+      require_shape(decoder, Shape{config_.mz_bins, config_.d_model}, "MaskedPeakHead", "m/z decoder");
+      cache.decoder = clone(decoder);
+      out.mz = Tensor<T>::uninitialized({h.dim(0), config_.mz_bins});
+      ops::broadcast_rows(mz_bias.value.cview(), out.mz.view());
+      ops::gemm(h.cview(), Trans::N, decoder, Trans::T, out.mz.view(), T(1), T(1));
+      cache.mz.input = clone(h.cview());
+    } else {
+      out.mz = mz.forward(h.cview(), cache.mz);
+    }
     out.intensity = intensity.forward(std::move(h), cache.intensity);
     return out;
   }
 
-  // Accumulates the parameter gradients; returns d(hidden) [N, d_model].
-  [[nodiscard]] Tensor<T> backward(TensorView<const T> d_mz, TensorView<const T> d_intensity, Cache& cache) {
+  // Accumulates the parameter gradients (and, when tied, adds dE into d_decoder [mz_bins,
+  // d_model]); returns d(hidden) [N, d_model].
+  [[nodiscard]] Tensor<T> backward(TensorView<const T> d_mz, TensorView<const T> d_intensity, Cache& cache,
+                                   TensorView<T> d_decoder = {}) {
     require(!cache.mz.input.empty(), "MaskedPeakHead", "backward needs a forward's cache");
-    Tensor<T> dh = mz.backward(d_mz, cache.mz);
+    Tensor<T> dh;
+    if (config_.tied_mz) {
+      require_shape(d_decoder, cache.decoder.shape(), "MaskedPeakHead", "d_decoder");
+      require_shape(d_mz, Shape{cache.mz.input.dim(0), config_.mz_bins}, "MaskedPeakHead", "d_mz");
+      if (mz_bias.trainable) ops::sum_rows(d_mz, mz_bias.grad.view());
+      ops::gemm(d_mz, Trans::T, cache.mz.input.cview(), Trans::N, d_decoder, T(1), T(1));
+      dh = Tensor<T>::uninitialized({d_mz.dim(0), config_.d_model});
+      ops::gemm(d_mz, Trans::N, cache.decoder.cview(), Trans::N, dh.view());
+    } else {
+      dh = mz.backward(d_mz, cache.mz);
+    }
     ops::axpy(T(1), intensity.backward(d_intensity, cache.intensity).cview(), dh.view());
     const Tensor<T> dt = act.backward(norm.backward(dh.cview(), cache.norm).cview(), cache.act);
     return transform.backward(dt.cview(), cache.transform);
@@ -93,7 +128,10 @@ class MaskedPeakHead {
   void visit_params(F&& f, const std::string& prefix = "") {
     transform.visit_params(f, join_name(prefix, "transform"));
     norm.visit_params(f, join_name(prefix, "norm"));
-    mz.visit_params(f, join_name(prefix, "mz"));
+    if (config_.tied_mz)
+      f(join_name(prefix, "mz.bias"), mz_bias);
+    else
+      mz.visit_params(f, join_name(prefix, "mz"));
     intensity.visit_params(f, join_name(prefix, "intensity"));
   }
 

@@ -3,7 +3,10 @@
 // go through a stack of pre-LN blocks whose attention is LocalGlobalAttention<Window>: each peak
 // sees the peaks within Window / 2 positions on either side (peaks are sorted by m/z, so a
 // neighbourhood in m/z) plus the global tokens ([CLS] and [PREC]), and the global tokens see the
-// whole spectrum. The hidden states of the masked tokens go to MaskedPeakHead.
+// whole spectrum. A relative position bias (T5's buckets of j - i, by default) lets a token tell
+// its nearest peaks from the rest of its window. The hidden states of the masked tokens go to MaskedPeakHead; with
+// tied_mz (the default) its m/z classes are the embedding's own m/z projection of each bin's centre, (k + 1/2) *
+// mz_bin_width, so predicting an m/z bin reuses what the embedding knows of m/z.
 //
 //   Tokens:     mz, intensity [B, S]; type, padding (1 = token), global (1 = global) [B, S];
 //               masked: the flat positions b * S + s of the masked peaks, in order.
@@ -34,7 +37,13 @@ struct SpecEncoderConfig {
   index_t heads = 4;
   index_t d_ff = 0;
   double dropout = 0.0;
+  // T5's relative position bias, shared by the blocks (0: none). Without it nothing tells a
+  // masked token (whose m/z is hidden) which peaks are its neighbours: its window is a set.
+  index_t relative_buckets = 32;
+  index_t relative_max_distance = 64;
   index_t mz_bins = 0, intensity_bins = 0;
+  double mz_bin_width = 1.0;  // the m/z bins' width, for the tied decoder's bin centres
+  bool tied_mz = true;        // m/z classes = the m/z projection of the bin centres
 };
 
 template <index_t Window = 64, class T = float>
@@ -53,6 +62,7 @@ class SpecEncoder {
     typename SpecEmbedding<T>::Cache embedding;
     typename Encoder::Cache encoder;
     typename MaskedPeakHead<T>::Cache head;
+    typename Linear<T>::Cache decoder;  // the tied decoder's m/z projection
     Shape hidden_shape;
     std::vector<index_t> masked;
   };
@@ -75,9 +85,20 @@ class SpecEncoder {
                                  .attention_dropout = config.dropout,
                                  .attention_scale = true,
                                  .ffn = {.d_model = d, .d_ff = config.d_ff, .dropout = config.dropout}},
+                       .relative_buckets = config.relative_buckets,
+                       .relative_max_distance = config.relative_max_distance,
                        .final_norm = true},
                       rng);
-    head = MaskedPeakHead<T>({.d_model = d, .mz_bins = config.mz_bins, .intensity_bins = config.intensity_bins}, rng);
+    head = MaskedPeakHead<T>(
+        {.d_model = d, .mz_bins = config.mz_bins, .intensity_bins = config.intensity_bins, .tied_mz = config.tied_mz},
+        rng);
+    if (config.tied_mz) {
+      require(config.mz_bin_width > 0, "SpecEncoder", "mz_bin_width must be positive, got ", config.mz_bin_width);
+      auto centres = Tensor<T>::uninitialized({config.mz_bins});
+      for (index_t k = 0; k < config.mz_bins; ++k)
+        centres.data()[k] = static_cast<T>((static_cast<double>(k) + 0.5) * config.mz_bin_width);
+      bin_features_ = mz_fourier_features(centres.cview(), config.embedding);
+    }
   }
 
   [[nodiscard]] const Config& config() const { return config_; }
@@ -106,12 +127,17 @@ class SpecEncoder {
     }
     cache.hidden_shape = hidden.shape();
     cache.masked = x.masked;
-    return head.forward(rows.cview(), cache.head);
+    if (!config_.tied_mz) return head.forward(rows.cview(), cache.head);
+    const Tensor<T> decoder = embedding.mz_projection.forward(bin_features_.cview(), cache.decoder);
+    return head.forward(rows.cview(), cache.head, decoder.cview());
   }
 
   void backward(TensorView<const T> d_mz, TensorView<const T> d_intensity, Cache& cache) {
     require(!cache.masked.empty(), "SpecEncoder", "backward needs a forward's cache");
-    const Tensor<T> d_rows = head.backward(d_mz, d_intensity, cache.head);
+    Tensor<T> d_decoder;
+    if (config_.tied_mz) d_decoder = Tensor<T>({config_.mz_bins, config_.embedding.d_model});
+    const Tensor<T> d_rows = head.backward(d_mz, d_intensity, cache.head, d_decoder.view());
+    if (config_.tied_mz) (void)embedding.mz_projection.backward(d_decoder.cview(), cache.decoder);
     Tensor<T> d_hidden(cache.hidden_shape);
     const index_t d = d_rows.dim(1);
     for (std::size_t r = 0; r < cache.masked.size(); ++r) {
@@ -132,6 +158,7 @@ class SpecEncoder {
 
  private:
   Config config_;
+  Tensor<T> bin_features_;  // Fourier features of the m/z bin centres [mz_bins, 2F], when tied
 };
 
 }  // namespace nexa
