@@ -46,7 +46,7 @@ struct Options {
   fs::path checkpoint = "nexa_moe_run/checkpoint";
   fs::path corpus = "gcide_corpus";
   fs::path out = "qlora_run";
-  index_t steps = 150;
+  index_t steps = 200;
   index_t full_steps = -1;  // -1: as many as QLoRA; 0: no full fine-tuning
   index_t batch = 16;
   std::size_t max_len = 64;
@@ -69,7 +69,7 @@ constexpr const char* kUsage =
     "  --checkpoint DIR    nexa-moe's checkpoint (config.json, nexa_moe.safetensors) [nexa_moe_run/checkpoint]\n"
     "  --corpus DIR        nexa-gcide-corpus output (train.jsonl, valid.jsonl)       [gcide_corpus]\n"
     "  --out DIR           train.jsonl, curves.svg, adapter_model.safetensors, adapter_config.json [qlora_run]\n"
-    "  --steps N           QLoRA optimizer steps                                      [150]\n"
+    "  --steps N           QLoRA optimizer steps                                      [200]\n"
     "  --full-steps N      full fine-tuning steps (-1: as QLoRA, 0: skip)             [-1]\n"
     "  --batch N           definitions per batch                                      [16]\n"
     "  --max-len N         ids per sequence (prompt, definition, [BOS], [EOS])        [64]\n"
@@ -86,6 +86,7 @@ struct Run {
   std::string name;
   std::vector<std::pair<double, double>> train_curve, valid_curve;
   double loss_ema = NAN, tokens = 0, seconds = 0, final_loss = NAN;
+  double hidden_loss = NAN;  // the validation loss with the headword left out of the prompt
   qlora_lm::Memory memory;
   std::vector<std::string> generations;
 };
@@ -118,6 +119,12 @@ int run(const Options& opt) {
     valid_samples.push_back(valid_all[i]);
   const qlora_task::TaskData train = qlora_task::make_task(vocab, train_samples, opt.max_len);
   const qlora_task::TaskData valid = qlora_task::make_task(vocab, valid_samples, opt.max_len);
+  // The control: the same pairs with the headword left out of the prompt ("[BOS] :"), routed on
+  // the headword as before, to see how much of the loss the headword itself explains.
+  std::vector<lm_data::Sample> headless = valid_samples;
+  for (lm_data::Sample& s : headless) s.headword.clear();
+  qlora_task::TaskData valid_headless = qlora_task::make_task(vocab, headless, opt.max_len);
+  valid_headless.headwords = valid.headwords;
   const lm_data::Batcher batcher(train.sequences,
                                  {.batch_size = static_cast<std::size_t>(opt.batch), .seed = opt.seed, .bucket = 8});
   std::printf("%s: checkpoint %s (d_model %lld, %lld layers, %lld experts, vocabulary %d)\n", kProgram,
@@ -135,21 +142,22 @@ int run(const Options& opt) {
     return {b.ids.cview(), b.targets.cview(), b.mask.cview()};
   };
   // Mean loss per definition token over the validation pairs.
-  const auto evaluate = [&](auto& lm) {
+  const auto evaluate = [&](auto& lm, const qlora_task::TaskData& data) {
     lm.set_training(false);
     double sum = 0, count = 0;
-    const std::vector<std::size_t> all = qlora_task::spread(valid.size(), 0);
+    const std::vector<std::size_t> all = qlora_task::spread(data.size(), 0);
     for (std::size_t i = 0; i < all.size(); i += 32) {
       const std::span<const std::size_t> idx(all.data() + i, std::min<std::size_t>(32, all.size() - i));
-      const lm_data::Batch b = qlora_task::task_batch(valid, idx);
-      const nexa_moe::StepLoss l = qlora_lm::routed_step(lm, route_batch(valid, idx), token_batch(b), false);
+      const lm_data::Batch b = qlora_task::task_batch(data, idx);
+      const nexa_moe::StepLoss l = qlora_lm::routed_step(lm, route_batch(data, idx), token_batch(b), false);
       sum += l.lm * static_cast<double>(l.targets);
       count += static_cast<double>(l.targets);
     }
     lm.set_training(true);
     return sum / count;
   };
-  const std::vector<std::size_t> shown = qlora_task::spread(valid.size(), opt.generate);
+  const std::vector<std::size_t> shown =
+      opt.generate == 0 ? std::vector<std::size_t>{} : qlora_task::spread(valid.size(), opt.generate);
   const auto generate = [&](auto& lm) {
     std::vector<std::string> out;
     if (shown.empty()) return out;
@@ -173,8 +181,9 @@ int run(const Options& opt) {
 
   std::printf("evaluating the base model on the task...\n");
   std::fflush(stdout);
-  const double base_fp32 = evaluate(full);
-  const double base_nf4 = evaluate(qlora);  // fresh adapters: the NF4 base itself
+  const double base_fp32 = evaluate(full, valid);
+  const double base_headless = evaluate(full, valid_headless);
+  const double base_nf4 = evaluate(qlora, valid);  // fresh adapters: the NF4 base itself
   const std::vector<std::string> base_generations = generate(qlora);
   std::printf("  before fine-tuning: validation loss %.4f (fp32 experts), %.4f (NF4 experts)\n", base_fp32, base_nf4);
 
@@ -184,7 +193,8 @@ int run(const Options& opt) {
       ", \"lora_dropout\": ", opt.lora_dropout, ", \"lr\": ", opt.lr, ", \"full_lr\": ", opt.full_lr,
       ", \"valid_pairs\": ", valid.size(), ", \"threads\": ", examples::threads_in_use(), ", \"seed\": ", opt.seed,
       "}\n", "{\"event\": \"base\", \"valid_loss_fp32\": ", fmt("%.5f", base_fp32),
-      ", \"valid_loss_nf4\": ", fmt("%.5f", base_nf4), "}\n");
+      ", \"valid_loss_nf4\": ", fmt("%.5f", base_nf4), ", \"valid_loss_headword_hidden\": ", fmt("%.5f", base_headless),
+      "}\n");
   const fs::path log_path = opt.out / "train.jsonl";
 
   // Fine-tunes `lm` (its trainable parameters) for `steps` on the same batches for every run.
@@ -195,7 +205,7 @@ int run(const Options& opt) {
     r.memory.optimizer_bytes = opt_state.state_bytes();
     const nexa::train::CosineSchedule schedule{
         .peak_lr = 1.0, .min_lr = 0.1, .warmup_steps = std::min(opt.warmup, steps), .total_steps = steps};
-    r.valid_curve.emplace_back(0.0, evaluate(lm));
+    r.valid_curve.emplace_back(0.0, evaluate(lm, valid));
     std::printf("%s: %lld steps, %.3fM trainable parameters, lr %g\n", r.name.c_str(), static_cast<long long>(steps),
                 static_cast<double>(r.memory.trainable) * 1e-6, lr);
     const auto t_start = Clock::now();
@@ -215,11 +225,11 @@ int run(const Options& opt) {
       opt_state.zero_grad();
       r.seconds += since(t0);
       r.tokens += static_cast<double>(b.tokens);
-      r.loss_ema = std::isnan(r.loss_ema) ? l.lm : 0.9 * r.loss_ema + 0.1 * l.lm;
+      r.loss_ema = std::isnan(r.loss_ema) ? l.lm : 0.95 * r.loss_ema + 0.05 * l.lm;
       r.train_curve.emplace_back(static_cast<double>(step), r.loss_ema);
       if (step % opt.eval_every == 0 || step == steps) {
         const auto te = Clock::now();
-        r.valid_curve.emplace_back(static_cast<double>(step), evaluate(lm));
+        r.valid_curve.emplace_back(static_cast<double>(step), evaluate(lm, valid));
         eval_seconds += since(te);
         log += nexa::detail::concat("{\"event\": \"valid\", \"run\": \"", r.name, "\", \"step\": ", step,
                                     ", \"loss\": ", fmt("%.5f", r.valid_curve.back().second), "}\n");
@@ -240,6 +250,7 @@ int run(const Options& opt) {
       }
     }
     r.final_loss = r.valid_curve.back().second;
+    r.hidden_loss = evaluate(lm, valid_headless);
     r.generations = generate(lm);
   };
 
@@ -264,7 +275,7 @@ int run(const Options& opt) {
   nexa::Rng other_rng(opt.seed + 1000);
   qlora_lm::QLoraLM reloaded = qlora_lm::make_qlora(reloaded_base, lora, other_rng);
   nexa::load_adapters(reloaded, adapter_path, kAdapterPrefix);
-  const double reloaded_loss = evaluate(reloaded);
+  const double reloaded_loss = evaluate(reloaded, valid);
   const double reload_diff = std::abs(reloaded_loss - runs[0].final_loss);
   std::printf("reloaded %s into a freshly quantised model: validation loss %.6f (trained %.6f, |diff| %.2g)\n",
               adapter_path.string().c_str(), reloaded_loss, runs[0].final_loss, reload_diff);
@@ -282,15 +293,19 @@ int run(const Options& opt) {
 
   // Tables.
   std::printf("\nvalidation loss on the task (%zu pairs, definition tokens only)\n", valid.size());
-  std::printf("  %-34s %8s %10s\n", "model", "loss", "perplexity");
-  const auto row = [](const std::string& name, double loss) {
-    std::printf("  %-34s %8.4f %10.2f\n", name.c_str(), loss, std::exp(loss));
+  std::printf("  %-34s %8s %10s %16s\n", "model", "loss", "perplexity", "headword hidden");
+  const auto row = [](const std::string& name, double loss, double hidden) {
+    std::printf("  %-34s %8.4f %10.2f %16s\n", name.c_str(), loss, std::exp(loss),
+                std::isnan(hidden) ? "" : fmt("%.4f", hidden).c_str());
   };
-  row("base, fp32 experts", base_fp32);
-  row("base, NF4 experts", base_nf4);
-  row(nexa::detail::concat("QLoRA (NF4 + LoRA r ", opt.r, "), ", opt.steps, " steps"), runs[0].final_loss);
-  row("QLoRA adapters reloaded", reloaded_loss);
-  if (runs.size() > 1) row(nexa::detail::concat("full fine-tuning fp32, ", full_steps, " steps"), runs[1].final_loss);
+  row("base, fp32 experts", base_fp32, base_headless);
+  row("base, NF4 experts", base_nf4, NAN);
+  row(nexa::detail::concat("QLoRA (NF4 + LoRA r ", opt.r, "), ", opt.steps, " steps"), runs[0].final_loss,
+      runs[0].hidden_loss);
+  row("QLoRA adapters reloaded", reloaded_loss, NAN);
+  if (runs.size() > 1)
+    row(nexa::detail::concat("full fine-tuning fp32, ", full_steps, " steps"), runs[1].final_loss, runs[1].hidden_loss);
+  std::printf("  (headword hidden: the same pairs prompted \"[BOS] :\", routed on the headword as before)\n");
 
   const auto mb = [](std::size_t bytes) { return fmt("%.2f MB", static_cast<double>(bytes) / 1e6); };
   std::printf("\nmemory for fine-tuning (the frozen BERT router, shared by both, not counted)\n");
@@ -331,7 +346,8 @@ int run(const Options& opt) {
   for (const Run& r : runs)
     log += nexa::detail::concat(
         "{\"event\": \"final\", \"run\": \"", r.name, "\", \"valid_loss\": ", fmt("%.5f", r.final_loss),
-        ", \"perplexity\": ", fmt("%.3f", std::exp(r.final_loss)), ", \"trainable\": ", r.memory.trainable,
+        ", \"perplexity\": ", fmt("%.3f", std::exp(r.final_loss)),
+        ", \"valid_loss_headword_hidden\": ", fmt("%.5f", r.hidden_loss), ", \"trainable\": ", r.memory.trainable,
         ", \"gradient_bytes\": ", r.memory.gradient_bytes, ", \"optimizer_bytes\": ", r.memory.optimizer_bytes,
         ", \"weight_bytes\": ", r.memory.weight_bytes(), ", \"tokens_per_s\": ", fmt("%.1f", r.tokens / r.seconds),
         "}\n");
