@@ -108,8 +108,17 @@ class NexusRouter {
   // if unfrozen), the auxiliary losses included; returns this router's part of dL/dx.
   [[nodiscard]] Tensor<T, D> backward(TensorView<const A, D> d_weights, Cache& cache) {
     [[maybe_unused]] const FullPrecisionGemms<D> fp32_routing;
-    const A scale = A(config_.score_scale);
     const Tensor<A, D> d_logits = logits_backward(cache, config_, K, d_weights);
+    return backward_logits(d_logits, cache);
+  }
+
+  // The same from dL/dlogits [T, E] directly: for a loss on the scores themselves (e.g. a
+  // supervised cross-entropy on the routing, which the top-k weights cannot carry). Accumulates
+  // the projection's gradients (and the domain embeddings' if unfrozen); returns dL/dx.
+  [[nodiscard]] Tensor<T, D> backward_logits(TensorView<const A, D> d_logits, Cache& cache) {
+    require_shape(d_logits, cache.logits.shape(), "NexusRouter", "d_logits");
+    [[maybe_unused]] const FullPrecisionGemms<D> fp32_routing;
+    const A scale = A(config_.score_scale);
     // logits = scale * x E^T: dE = scale * d_logits^T x, dx = scale * d_logits E.
     auto d_emb = Tensor<A, D>::uninitialized(cache.embeddings.shape());
     ops::gemm(d_logits, Trans::T, cache.input, Trans::N, d_emb, scale, A(0));
