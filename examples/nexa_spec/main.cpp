@@ -50,7 +50,7 @@ fs::path default_spectra() {
 struct Options {
   fs::path spectra = default_spectra();
   fs::path out = "nexa_spec_run";
-  index_t steps = 300;
+  index_t steps = 600;
   index_t batch = 16;
   index_t max_peaks = 126;  // + [CLS] and [PREC]: at most 128 tokens
   index_t min_peaks = 5;
@@ -59,7 +59,7 @@ struct Options {
   nexa_spec::Binning binning;
   double mask_fraction = 0.15;
   bool untied_mz = false;
-  double lr = 1e-3, weight_decay = 0.1, clip = 1.0;
+  double lr = 2e-3, weight_decay = 0.1, clip = 1.0;
   index_t warmup = 30;
   index_t log_every = 10, eval_every = 50;
   std::uint64_t valid_every = 10;  // one spectrum in N (by hash) for validation
@@ -75,7 +75,7 @@ constexpr const char* kUsage =
     "  --spectra DIR|FILE  an MGF file, or a folder whose *.mgf files are all read\n"
     "                      [$NEXA_SPECTRA_DIR or ~/.cache/nexa/spectra: scripts/fetch-spectra.sh]\n"
     "  --out DIR           train.jsonl, curves.svg, summary.json, checkpoint/     [nexa_spec_run]\n"
-    "  --steps N           optimizer steps                                        [300]\n"
+    "  --steps N           optimizer steps                                        [600]\n"
     "  --batch N           spectra per batch                                      [16]\n"
     "  --threads N         CPU threads (0: all cores)                             [0]\n"
     "  --max-peaks N       most intense peaks kept per spectrum                   [126]\n"
@@ -87,7 +87,7 @@ constexpr const char* kUsage =
     "  --mask-fraction P   peaks masked per spectrum                              [0.15]\n"
     "  --untied-mz         free m/z class weights instead of the embedding's m/z projection of\n"
     "                      each bin centre (the tied decoder, the default)\n"
-    "  --lr X --warmup N --weight-decay X --clip X   AdamW, cosine schedule       [1e-3 30 0.1 1]\n"
+    "  --lr X --warmup N --weight-decay X --clip X   AdamW, cosine schedule       [2e-3 30 0.1 1]\n"
     "  --log-every N --eval-every N   progress line and validation period         [10 50]\n"
     "  --valid-every N     one spectrum in N (by a hash of its id) is validation   [10]\n"
     "  --valid-draws N     masks drawn per validation spectrum                    [4]\n"
@@ -105,7 +105,7 @@ std::string duration(double seconds) {
 
 std::vector<fs::path> mgf_files(const fs::path& spectra) {
   if (!fs::is_directory(spectra)) {
-    nexa::require(fs::is_regular_file(spectra), "nexa-spec", "no MGF file or folder at ", spectra.string(),
+    nexa::require(fs::is_regular_file(spectra), "--spectra", "no MGF file or folder at ", spectra.string(),
                   " (run scripts/fetch-spectra.sh, or give --spectra)");
     return {spectra};
   }
@@ -113,7 +113,7 @@ std::vector<fs::path> mgf_files(const fs::path& spectra) {
   for (const auto& e : fs::directory_iterator(spectra))
     if (e.is_regular_file() && e.path().extension() == ".mgf") files.push_back(e.path());
   std::sort(files.begin(), files.end());
-  nexa::require(!files.empty(), "nexa-spec", "no *.mgf file in ", spectra.string(),
+  nexa::require(!files.empty(), "--spectra", "no *.mgf file in ", spectra.string(),
                 " (run scripts/fetch-spectra.sh, or give --spectra)");
   return files;
 }
@@ -211,7 +211,8 @@ Evaluation evaluate(Model& model, const ValidationSet& valid) {
 std::string config_json(const Options& opt) {
   return concat("{\"format\": \"nexa-spec/1\", \"window\": ", kWindow, ", \"d_model\": ", opt.d_model,
                 ", \"layers\": ", opt.layers, ", \"heads\": ", opt.heads, ", \"d_ff\": ", opt.d_ff,
-                ", \"frequencies\": ", opt.frequencies, ", \"min_wavelength\": 1.0, \"max_wavelength\": 10000.0",
+                ", \"relative_buckets\": 32, \"relative_max_distance\": 64, \"frequencies\": ", opt.frequencies,
+                ", \"min_wavelength\": 1.0, \"max_wavelength\": 10000.0",
                 ", \"intensity_hidden\": 32, \"token_types\": {\"peak\": 0, \"precursor\": 1, \"cls\": 2, \"mask\": 3}",
                 ", \"max_peaks\": ", opt.max_peaks, ", \"intensity_input\": \"sqrt(intensity / base peak)\"",
                 ", \"mz_bin_width\": ", opt.binning.mz_bin_width, ", \"mz_bins\": ", opt.binning.mz_bins,
@@ -222,7 +223,7 @@ std::string config_json(const Options& opt) {
 
 int run(const Options& opt) {
   examples::set_threads(opt.threads);
-  nexa::require(opt.d_model % opt.heads == 0, "nexa-spec", "--d-model (", opt.d_model,
+  nexa::require(opt.d_model % opt.heads == 0, "options", "--d-model (", opt.d_model,
                 ") must be a multiple of --heads (", opt.heads, ")");
   const auto start = Clock::now();
   const auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
@@ -245,7 +246,7 @@ int run(const Options& opt) {
   }
   for (const nexa_spec::Peaks& p : split.all)
     (nexa_spec::is_validation(p, opt.valid_every) ? split.valid : split.train).push_back(&p);
-  nexa::require(!split.train.empty() && !split.valid.empty(), "nexa-spec", "need training and validation spectra, got ",
+  nexa::require(!split.train.empty() && !split.valid.empty(), "--spectra", "need training and validation spectra, got ",
                 split.train.size(), " and ", split.valid.size(), " (", split.read, " read, ", split.too_few,
                 " with fewer than ", opt.min_peaks, " peaks)");
   index_t train_peaks = 0;
@@ -320,6 +321,7 @@ int run(const Options& opt) {
   std::mt19937_64 order_rng(opt.seed), mask_rng(opt.seed + 1);
   std::vector<std::size_t> order(split.train.size());
   std::size_t cursor = order.size();
+  record_valid(0);  // the untrained model: where the curves start
   const double train_start = seconds();
   double window_loss = 0, window_n = 0;
   nexa_spec::Accuracy window_acc;
@@ -346,7 +348,7 @@ int run(const Options& opt) {
     nexa::train::clip_grad_norm(model, opt.clip);
     opt_w.step();
     opt_w.zero_grad();
-    nexa::require(std::isfinite(loss.total()), "nexa-spec", "the loss is not finite at step ", step, " (lower --lr)");
+    nexa::require(std::isfinite(loss.total()), "training", "the loss is not finite at step ", step, " (lower --lr)");
     window_loss += loss.total();
     window_n += 1;
     score(logits, batch, window_acc);

@@ -62,7 +62,7 @@ struct Peaks {
 
 // The max_peaks most intense peaks with a positive intensity (ties: lower m/z first), by m/z.
 [[nodiscard]] inline Peaks select_peaks(const Spectrum& s, index_t max_peaks, const Binning& binning) {
-  nexa::require(max_peaks > 0, "nexa-spec", "max_peaks must be positive, got ", max_peaks);
+  nexa::require(max_peaks > 0, "select_peaks", "max_peaks must be positive, got ", max_peaks);
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < s.mz.size(); ++i)
     if (s.intensity[i] > 0) order.push_back(i);
@@ -119,7 +119,7 @@ struct Batch {
 // masked[i]: the peak indices of spectra[i] to mask.
 [[nodiscard]] inline Batch make_batch(const std::vector<const Peaks*>& spectra,
                                       const std::vector<std::vector<index_t>>& masked) {
-  nexa::require(!spectra.empty() && spectra.size() == masked.size(), "nexa-spec",
+  nexa::require(!spectra.empty() && spectra.size() == masked.size(), "make_batch",
                 "a batch needs spectra and one mask list per spectrum, got ", spectra.size(), " and ", masked.size());
   const auto B = static_cast<index_t>(spectra.size());
   index_t S = 0;
@@ -140,7 +140,7 @@ struct Batch {
       intensity[at(kSpecialTokens + i)] = static_cast<float>(std::sqrt(p.relative[static_cast<std::size_t>(i)]));
     }
     for (const index_t i : masked[static_cast<std::size_t>(b)]) {
-      nexa::require(0 <= i && i < p.size(), "nexa-spec", "masked peak ", i, " outside the spectrum's ", p.size(),
+      nexa::require(0 <= i && i < p.size(), "make_batch", "masked peak ", i, " outside the spectrum's ", p.size(),
                     " peaks");
       const std::size_t t = at(kSpecialTokens + i);
       type[t] = kMask;

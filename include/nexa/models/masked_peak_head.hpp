@@ -22,6 +22,7 @@
 #include "nexa/nn/layer_norm.hpp"
 #include "nexa/nn/linear.hpp"
 #include "nexa/ops/elementwise.hpp"
+#include "nexa/ops/gemm.hpp"
 #include "nexa/train/loss.hpp"
 
 namespace nexa {

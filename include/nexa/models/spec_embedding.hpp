@@ -17,6 +17,7 @@
 #include <numbers>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "nexa/core/error.hpp"
 #include "nexa/core/param.hpp"
