@@ -112,7 +112,7 @@ struct Row {
 struct InitRun {
   nexus_shared::InitResult init;
   DomainLoss before, after;
-  std::vector<std::pair<double, double>> curve;  // (step, training loss)
+  std::vector<std::pair<double, double>> curve;  // (step, training loss - the frozen MoE's on that batch)
   double seconds = 0, tokens = 0;
   fs::path file;
 };
@@ -363,6 +363,23 @@ int run(const Options& opt) {
         "}\n");
   }
 
+  // The frozen NF4 MoE's own loss on every training batch (forward only): each initialisation's
+  // training loss is reported against it, so the batches' differences in difficulty cancel.
+  std::vector<double> frozen_loss;
+  {
+    const auto t0 = Clock::now();
+    double sum = 0;
+    for (const auto& indices : schedule) {
+      const lm_data::Batch b = batcher.batch(indices);
+      frozen_loss.push_back(model.step(nexus_shared::table_batch(indices), token_batch(b), false).lm);
+      sum += frozen_loss.back();
+    }
+    std::printf("the frozen NF4 MoE (no shared expert) on the %zu training batches: mean loss %.4f (%s)\n",
+                schedule.size(), sum / static_cast<double>(schedule.size()), duration(since(t0)).c_str());
+    log += nexa::detail::concat("{\"event\": \"frozen_train_loss\", \"mean\": ",
+                                fmt("%.5f", sum / static_cast<double>(schedule.size())), "}\n");
+  }
+
   // Train the shared experts once per initialisation, on the same batches.
   const nexa::train::AdamWConfig adamw{
       .lr = opt.lr, .weight_decay = opt.weight_decay, .no_weight_decay = nexa::train::no_decay_norms_and_biases};
@@ -383,7 +400,7 @@ int run(const Options& opt) {
             : nexa::detail::concat("the mean of experts ", index_json(run.init.experts), " (fp32 weights)").c_str());
     run.before = timed_eval(model);
     nexa::train::AdamW optimizer(model, adamw);
-    double ema = NAN;
+    double ema = NAN, gain_ema = NAN;
     for (index_t step = 1; step <= opt.steps; ++step) {
       const auto t0 = Clock::now();
       const std::vector<std::size_t>& indices = schedule[static_cast<std::size_t>(step - 1)];
@@ -397,20 +414,25 @@ int run(const Options& opt) {
       run.seconds += dt;
       train_seconds += dt;
       run.tokens += static_cast<double>(b.tokens);
-      run.curve.emplace_back(static_cast<double>(step), l.lm);
+      const double gain = l.lm - frozen_loss[static_cast<std::size_t>(step - 1)];
+      run.curve.emplace_back(static_cast<double>(step), gain);
       ema = std::isnan(ema) ? l.lm : 0.9 * ema + 0.1 * l.lm;
+      gain_ema = std::isnan(gain_ema) ? gain : 0.9 * gain_ema + 0.1 * gain;
       if (step % opt.log_every == 0 || step == opt.steps) {
         const index_t done = static_cast<index_t>(r) * opt.steps + step;
         const double per_eval = evals > 0 ? eval_seconds / static_cast<double>(evals) : 0.0;
         const double evals_left = static_cast<double>(2 * inits.size() - 2 * r - 1);
         const double left =
             train_seconds / static_cast<double>(done) * static_cast<double>(total_steps - done) + per_eval * evals_left;
-        std::printf("[%s] step %4lld/%lld | loss %.3f (ema %.3f) | %.0f tok/s | %s elapsed, %s left\n",
-                    inits[r].c_str(), static_cast<long long>(step), static_cast<long long>(opt.steps), l.lm, ema,
-                    run.tokens / run.seconds, duration(since(train_start)).c_str(), duration(left).c_str());
+        std::printf(
+            "[%s] step %4lld/%lld | loss %.3f (ema %.3f; %+.4f vs frozen MoE) | %.0f tok/s | %s elapsed, %s left\n",
+            inits[r].c_str(), static_cast<long long>(step), static_cast<long long>(opt.steps), l.lm, ema, gain_ema,
+            run.tokens / run.seconds, duration(since(train_start)).c_str(), duration(left).c_str());
         std::fflush(stdout);
         log += nexa::detail::concat("{\"event\": \"train\", \"init\": \"", inits[r], "\", \"step\": ", step,
                                     ", \"loss\": ", fmt("%.5f", l.lm), ", \"loss_ema\": ", fmt("%.5f", ema),
+                                    ", \"frozen_loss\": ", fmt("%.5f", frozen_loss[static_cast<std::size_t>(step - 1)]),
+                                    ", \"vs_frozen_ema\": ", fmt("%.5f", gain_ema),
                                     ", \"lr\": ", fmt("%.3g", opt.lr * cosine(step - 1)),
                                     ", \"tokens_per_s\": ", fmt("%.1f", run.tokens / run.seconds), "}\n");
         examples::write_file(log_path, log, kProgram);
@@ -444,6 +466,18 @@ int run(const Options& opt) {
     print_row({name, std::to_string(opt.steps), r.after});
   }
 
+  const std::size_t tail = std::max<std::size_t>(1, schedule.size() / 3);
+  std::printf("\ntraining loss minus the frozen NF4 MoE's on the same batch, mean over the last %zu batches:", tail);
+  for (const InitRun& r : runs) {
+    double sum = 0;
+    for (std::size_t i = r.curve.size() - tail; i < r.curve.size(); ++i) sum += r.curve[i].second;
+    std::printf(" %s %+.4f", r.init.name.c_str(), sum / static_cast<double>(tail));
+    log += nexa::detail::concat("{\"event\": \"train_vs_frozen\", \"init\": \"", r.init.name,
+                                "\", \"last_batches\": ", tail,
+                                ", \"mean\": ", fmt("%.5f", sum / static_cast<double>(tail)), "}\n");
+  }
+  std::printf("\n");
+
   // Shared experts' config, plot.
   {
     std::string entries;
@@ -463,8 +497,10 @@ int run(const Options& opt) {
                              opt.steps, ", \"inits\": {", entries, "}}\n"),
         kProgram);
   }
-  svg::Chart train_chart{
-      .title = "training loss (EMA 0.9), same batches", .x_label = "step", .y_label = "cross-entropy", .series = {}};
+  svg::Chart train_chart{.title = "training loss minus the frozen MoE's, same batch (EMA 0.9)",
+                         .x_label = "step",
+                         .y_label = "nats",
+                         .series = {}};
   svg::Chart valid_chart{.title = "validation loss", .x_label = "step", .y_label = "cross-entropy", .series = {}};
   for (std::size_t r = 0; r < runs.size(); ++r) {
     std::vector<std::pair<double, double>> smooth;
