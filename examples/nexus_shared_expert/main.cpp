@@ -54,7 +54,7 @@ struct Options {
   index_t steps = 150;
   index_t batch = 32;
   std::size_t max_len = 64;
-  double lr = 1e-3, scale = 0.2, tag_dropout = 0.5, clip = 1.0, weight_decay = 0.01;
+  double lr = 5e-3, scale = 0.2, tag_dropout = 0.5, clip = 1.0, weight_decay = 0.01;
   index_t warmup = 15;
   std::string inits = "pca,most,random";
   index_t log_every = 10;
@@ -77,7 +77,7 @@ constexpr const char* kUsage =
     "                                                                                [pca,most,random]\n"
     "  --steps N           optimizer steps per initialisation                       [150]\n"
     "  --batch N           definitions per batch                                    [32]\n"
-    "  --lr X              AdamW peak learning rate (cosine to a tenth)             [1e-3]\n"
+    "  --lr X              AdamW peak learning rate (cosine to a tenth)             [5e-3]\n"
     "  --warmup N          warm-up steps                                            [15]\n"
     "  --weight-decay X    AdamW weight decay                                       [0.01]\n"
     "  --scale X           the shared expert's fixed scale                          [0.2]\n"
