@@ -65,6 +65,9 @@ inline std::string num(double v) {
   return buf;
 }
 
+// A tick's value for its label: the sum of steps leaves rounding (6.9e-18 where 0 is meant).
+inline double tick_label(double v, double step) { return std::abs(v) < step * 1e-9 ? 0.0 : v; }
+
 // A "nice" tick step (1, 2 or 5 times a power of ten) giving about `target` ticks over span.
 inline double tick_step(double span, int target) {
   const double raw = span / target, mag = std::pow(10.0, std::floor(std::log10(raw)));
@@ -109,11 +112,11 @@ inline void render_chart(const Chart& c, double ox, double width, double height,
     out += nexa::detail::concat("<line x1=\"", num(ox + left), "\" x2=\"", num(ox + left + pw), "\" y1=\"", num(py(y)),
                                 "\" y2=\"", num(py(y)), "\" stroke=\"#ddd\"/>");
     out += nexa::detail::concat("<text x=\"", num(ox + left - 6), "\" y=\"", num(py(y) + 4),
-                                "\" text-anchor=\"end\" font-size=\"11\">", num(y), "</text>\n");
+                                "\" text-anchor=\"end\" font-size=\"11\">", num(tick_label(y, ys)), "</text>\n");
   }
   for (double x = std::ceil(xr.lo / xs) * xs; x <= xr.hi + xs / 1e6; x += xs)
     out += nexa::detail::concat("<text x=\"", num(px(x)), "\" y=\"", num(top + ph + 16),
-                                "\" text-anchor=\"middle\" font-size=\"11\">", num(x), "</text>\n");
+                                "\" text-anchor=\"middle\" font-size=\"11\">", num(tick_label(x, xs)), "</text>\n");
   out += nexa::detail::concat("<text x=\"", num(ox + left + pw / 2), "\" y=\"", num(height - 10),
                               "\" text-anchor=\"middle\" font-size=\"12\">", text(c.x_label), "</text>\n");
   out += nexa::detail::concat("<text transform=\"translate(", num(ox + 16), ",", num(top + ph / 2),
