@@ -517,9 +517,25 @@ int run(const Options& opt) {
   for (std::size_t l = 0; l < before.routes.layers(); ++l) std::printf(" %.3f", before.routes.accuracy(l, kMed));
   std::printf(", after");
   for (std::size_t l = 0; l < after.routes.layers(); ++l) std::printf(" %.3f", after.routes.accuracy(l, kMed));
-  std::printf("\nMED tokens per expert after fine-tuning (all layers):");
-  for (std::size_t e = 0; e < kDomains.size(); ++e)
-    std::printf(" %s %.3f", kDomains[e].c_str(), after.routes.share(after.routes.layers(), kMed, e));
+  std::string shares_json = "[";
+  for (const Evaluation* ev : {&before, &after}) {
+    std::printf("\n\nshare of each domain's tokens per expert, %s (all layers)\n%-6s", ev->name.c_str(), "");
+    for (const auto& e : kDomains) std::printf(" %7s", e.c_str());
+    shares_json += ev == &before ? "[" : ", [";
+    for (std::size_t d = 0; d < kDomains.size(); ++d) {
+      std::printf("\n%-6s", kDomains[d].c_str());
+      shares_json += d ? ", [" : "[";
+      for (std::size_t e = 0; e < kDomains.size(); ++e) {
+        const double share = ev->routes.share(ev->routes.layers(), d, e);
+        std::printf(" %7.3f", share);
+        shares_json += (e ? ", " : "") + fmt("%.4f", share);
+      }
+      shares_json += "]";
+    }
+    shares_json += "]";
+  }
+  shares_json += "]";
+  std::printf("\n");
   const auto pct = [](double loss_new, double loss_ref) { return 100.0 * (std::exp(loss_new - loss_ref) - 1.0); };
   std::printf(
       "\nMED perplexity: %.1f with the three experts, %.1f after adding the MED expert, %.1f after fine-tuning "
@@ -536,9 +552,9 @@ int run(const Options& opt) {
       ", \"before_finetune\": ", fmt("%.3f", std::exp(before.loss(kMed))),
       ", \"after_finetune\": ", fmt("%.3f", std::exp(after.loss(kMed))),
       "}, \"med_routing_accuracy\": {\"before\": ", fmt("%.4f", before.routes.accuracy(kMed)),
-      ", \"after\": ", fmt("%.4f", after.routes.accuracy(kMed)), "}, \"old_ppl_change_pct\": [",
-      fmt("%.3f", pct(after.loss(0), stage1.loss(0))), ", ", fmt("%.3f", pct(after.loss(1), stage1.loss(1))), ", ",
-      fmt("%.3f", pct(after.loss(2), stage1.loss(2))),
+      ", \"after\": ", fmt("%.4f", after.routes.accuracy(kMed)), "}, \"token_shares_before_after\": ", shares_json,
+      ", \"old_ppl_change_pct\": [", fmt("%.3f", pct(after.loss(0), stage1.loss(0))), ", ",
+      fmt("%.3f", pct(after.loss(1), stage1.loss(1))), ", ", fmt("%.3f", pct(after.loss(2), stage1.loss(2))),
       "], \"old_ppl_change_pct_all\": ", fmt("%.3f", pct(after.old_loss(), stage1.old_loss())),
       ", \"seconds\": ", fmt("%.1f", since(start)), "}\n");
   save_log();
