@@ -13,43 +13,16 @@
 #include "data.hpp"
 #include "lm.hpp"
 #include "nexa/train/adamw.hpp"
+#include "test_tiny.hpp"
 
 using nexa::index_t;
 using nexa::Tensor;
 
 namespace {
 
-const nexa_moe::LMConfig kTiny{
-    .vocab = 30, .d_model = 16, .heads = 2, .layers = 2, .d_ff = 24, .experts = 3, .relative_buckets = 8};
-
-nexa::BertConfig tiny_bert() {
-  nexa::BertConfig c;
-  c.vocab_size = 40;
-  c.hidden = 8;
-  c.layers = 2;
-  c.heads = 2;
-  c.intermediate = 16;
-  c.max_position = 16;
-  c.num_labels = 3;
-  c.dropout = 0.0;
-  c.attention_dropout = 0.0;
-  return c;
-}
-
-// Two sequences of 5 LM tokens (the second padded) and their classifier inputs.
-struct Batch {
-  Tensor<std::int32_t> ids = Tensor<std::int32_t>::from_host({2, 5}, {2, 9, 11, 12, 3, 2, 15, 3, 0, 0});
-  Tensor<std::int32_t> targets = Tensor<std::int32_t>::from_host({2, 5}, {9, 11, 12, 3, -100, 15, 3, -100, -100, -100});
-  Tensor<std::int32_t> mask = Tensor<std::int32_t>::from_host({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
-  nexa::SequenceBatch route() const {
-    nexa::SequenceBatch r;
-    r.ids = Tensor<std::int32_t>::from_host({2, 4}, {1, 7, 8, 2, 1, 30, 2, 0});
-    r.mask = Tensor<std::int32_t>::from_host({2, 4}, {1, 1, 1, 1, 1, 1, 1, 0});
-    r.domain_labels = {1, 2};
-    return r;
-  }
-  nexa_moe::TokenBatch tokens() const { return {ids.cview(), targets.cview(), mask.cview()}; }
-};
+const nexa_moe::LMConfig kTiny = nexa_moe::tiny::lm_config();
+using nexa_moe::tiny::Batch;
+nexa::BertConfig tiny_bert() { return nexa_moe::tiny::bert_config(); }
 
 template <class Model>
 index_t params_of(Model& m) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../nexa_moe/test_tiny.hpp"
 #include "frozen_lm.hpp"
 #include "nexa/train/train.hpp"
 #include "route_table.hpp"
@@ -23,22 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const nexa_moe::LMConfig kTiny{
-    .vocab = 30, .d_model = 16, .heads = 2, .layers = 2, .d_ff = 64, .experts = 3, .relative_buckets = 8};
-
-nexa::BertConfig tiny_bert() {
-  nexa::BertConfig c;
-  c.vocab_size = 12;
-  c.hidden = 8;
-  c.layers = 1;
-  c.heads = 2;
-  c.intermediate = 16;
-  c.max_position = 16;
-  c.num_labels = 3;
-  c.dropout = 0.0;
-  c.attention_dropout = 0.0;
-  return c;
-}
+const nexa_moe::LMConfig kTiny = nexa_moe::tiny::lm_config(/*d_ff=*/64);
+nexa::BertConfig tiny_bert() { return nexa_moe::tiny::bert_config(/*vocab=*/12, /*layers=*/1); }
 
 nexa::WordPieceTokenizer tiny_wordpiece() {
   return nexa::WordPieceTokenizer::from_vocab(
