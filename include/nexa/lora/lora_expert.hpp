@@ -7,223 +7,189 @@
 //   experts.expert_0.wi.lora_B.weight   [d_ff, r]
 // Constructed from an ExpertConfig alone (what MoELayer does) it takes LoRAConfig's defaults;
 // with_lora(layer, lora, rng) turns a (trained) MoELayer into one with LoRA experts of any config.
+// lora_detail::T5ExpertAdapters holds what it shares with LoRA<QuantizedExpert<T5FFN<Act>, F>>
+// (lora/qlora_expert.hpp): the adapters, and the pass (lora/t5_expert_pass.hpp) with their terms.
 #include <string>
 #include <utility>
 
 #include "nexa/lora/lora_linear.hpp"
+#include "nexa/lora/t5_expert_pass.hpp"
 #include "nexa/moe/moe_layer.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 
 namespace nexa {
 
 namespace lora_detail {
-// The activation of a T5FFN and whether it is gated.
 template <class A>
-struct ExpertAct {
-  using type = A;
-  static constexpr bool gated = false;
-};
-template <class A>
-struct ExpertAct<Gated<A>> {
-  using type = A;
-  static constexpr bool gated = true;
-};
-}  // namespace lora_detail
+using ExpertAct = t5_pass::ExpertAct<A>;
 
-template <class Act, class T0, class D0, class T, class D>
-class LoRA<T5FFN<Act, T0, D0>, T, D> {
-  static constexpr bool gated = lora_detail::ExpertAct<Act>::gated;
-  using gated_act = typename lora_detail::ExpertAct<Act>::type;
+// A T5 expert (Base: T5FFN<Act, T, D> or a quantised one with the same Cache) with a LoRA adapter
+// on each linear. Derived provides forward_into and backward_into, which run the pass over its
+// base's linears through forward_adapted and backward_adapted.
+template <class Derived, class Act, class Base, class T, class D>
+class T5ExpertAdapters {
+ protected:
+  static constexpr bool gated = ExpertAct<Act>::gated;
+  using Pass = t5_pass::T5ExpertPass<Act, T, D>;
 
  public:
-  using BaseT = T5FFN<Act, T, D>;
+  using BaseT = Base;
   using Config = ExpertConfig;
   struct Cache {
     typename BaseT::Cache base;
     typename LoRAAdapter<T, D>::Cache wi, wi_1, wo;  // wi is wi_0 when gated
     bool merged = false;
   };
-  template <class T2, class D2>
-  using rebind = LoRA<T5FFN<Act, T0, D0>, T2, D2>;
 
   BaseT base;
-  LoRAAdapter<T, D> wi;    // on base.wi, or base.wi_0 when gated
+  LoRAAdapter<T, D> wi;    // on base's wi, or wi_0 when gated
   LoRAAdapter<T, D> wi_1;  // gated only
   LoRAAdapter<T, D> wo;
 
-  LoRA() = default;
-  LoRA(const Config& config, Rng& rng) : LoRA(config, LoRAConfig{}, rng) {}
-  LoRA(const Config& config, const LoRAConfig& lora, Rng& rng) : LoRA(BaseT(config, rng), lora, rng) {}
-  // Wraps an existing (e.g. pretrained) expert, freezing it.
-  LoRA(BaseT base_module, const LoRAConfig& lora, Rng& rng) : base(std::move(base_module)) {
-    lora_detail::check_config(lora);
+  T5ExpertAdapters() = default;
+  T5ExpertAdapters(const Config& config, Rng& rng) : T5ExpertAdapters(config, LoRAConfig{}, rng) {}
+  T5ExpertAdapters(const Config& config, const LoRAConfig& lora, Rng& rng)
+      : T5ExpertAdapters(BaseT(config, rng), lora, rng) {}
+  // Wraps an existing (e.g. pretrained) expert, freezing it (a quantised one has no parameters).
+  T5ExpertAdapters(BaseT base_module, const LoRAConfig& lora, Rng& rng) : base(std::move(base_module)) {
+    check_config(lora);
     const index_t d = base.config().d_model, f = base.config().d_ff;
     wi = LoRAAdapter<T, D>(d, f, lora, rng);
     if constexpr (gated) wi_1 = LoRAAdapter<T, D>(d, f, lora, rng);
     wo = LoRAAdapter<T, D>(f, d, lora, rng);
-    lora_detail::freeze(base);
+    freeze(base);
   }
 
   [[nodiscard]] const Config& config() const { return base.config(); }
   [[nodiscard]] const LoRAConfig& lora_config() const { return wi.config(); }
-  [[nodiscard]] bool merged() const { return merged_; }
   void set_training(bool on) {
     base.set_training(on);
-    for_each_adapter([&](LoRAAdapter<T, D>& a) { a.set_training(on); });
+    for_each_adapter([&](T5Linear, LoRAAdapter<T, D>& a) { a.set_training(on); });
   }
   template <class F>
   void visit_dropouts(F&& f) {
     base.visit_dropouts(f);
-    for_each_adapter([&](LoRAAdapter<T, D>& a) { f(a.dropout()); });
+    for_each_adapter([&](T5Linear, LoRAAdapter<T, D>& a) { f(a.dropout()); });
   }
 
   [[nodiscard]] Tensor<T, D> forward(TensorView<const T, D> x, Cache& cache) { return forward(clone(x), cache); }
   [[nodiscard]] Tensor<T, D> forward(Tensor<T, D>&& x, Cache& cache) {
     auto y = Tensor<T, D>::uninitialized(x.shape());
-    forward_into(std::move(x), cache, y.view());
+    static_cast<Derived&>(*this).forward_into(std::move(x), cache, y.view());
     return y;
   }
   [[nodiscard]] Tensor<T, D> backward(TensorView<const T, D> dy, Cache& cache) {
     auto dx = Tensor<T, D>::uninitialized(dy.shape());
-    backward_into(dy, cache, dx.view());
+    static_cast<Derived&>(*this).backward_into(dy, cache, dx.view());
     return dx;
   }
 
-  // T5FFN's forward with each adapter's term added to its linear's output (skipped when merged).
-  void forward_into(Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
-    const index_t d = base.config().d_model, d_ff = base.config().d_ff;
-    require(x.cols() == d, name(), "input's last axis expected ", d, ", got shape ", x.shape());
-    require(y.rows() == x.rows() && y.cols() == d, name(), "output expected ", x.rows(), " x ", d, ", got ", y.shape());
-    if (merged_) {  // the base alone computes the merged expert
-      cache.merged = true;
-      base.forward_into(std::move(x), cache.base, y);
-      return;
-    }
-    cache.merged = false;
-    auto& c = cache.base;
-    c.input = std::move(x);
-    const index_t n = c.input.rows();
-    if constexpr (gated) {
-      c.gate = Tensor<T, D>::uninitialized({n, d_ff});
-      c.linear = Tensor<T, D>::uninitialized({n, d_ff});
-      c.hidden = Tensor<T, D>::uninitialized({n, d_ff});
-      if (n == 0) return;
-      ops::gemm(c.input, Trans::N, base.wi_0.value, Trans::T, c.gate);
-      wi.forward_add(c.input.cview(), cache.wi, c.gate.view());
-      ops::gemm(c.input, Trans::N, base.wi_1.value, Trans::T, c.linear);
-      wi_1.forward_add(c.input.cview(), cache.wi_1, c.linear.view());
-      const T* a = c.gate.data();
-      const T* b = c.linear.data();
-      T* h = c.hidden.data();
-      const index_t count = c.hidden.numel();
-      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-      for (index_t i = 0; i < count; ++i) h[i] = gated_act::value(a[i]) * b[i];
-    } else {
-      c.hidden = Tensor<T, D>::uninitialized({n, d_ff});
-      if (n == 0) return;
-      ops::gemm(c.input, Trans::N, base.wi.value, Trans::T, c.hidden);
-      wi.forward_add(c.input.cview(), cache.wi, c.hidden.view());
-      if constexpr (std::same_as<Act, Relu>) {
-        nn_detail::apply_activation<Relu>(c.hidden.data(), c.hidden.numel());
-      } else {
-        c.pre = c.hidden;
-        nn_detail::apply_activation<Act>(c.hidden.data(), c.hidden.numel());
-      }
-    }
-    base.dropout().forward_inplace(c.hidden.data(), c.hidden.numel(), c.dropout);
-    ops::gemm(c.hidden, Trans::N, base.wo.value, Trans::T, y);
-    wo.forward_add(c.hidden.cview(), cache.wo, y);
+  // The base's parameters (none when quantised), then the adapters under the dense expert's
+  // linear names (wi or wi_0, wi_1, wo).
+  template <class F>
+  void visit_params(F&& f, const std::string& prefix = "") {
+    base.visit_params(f, prefix);
+    for_each_adapter([&](T5Linear which, LoRAAdapter<T, D>& a) {
+      const char* linear = which == T5Linear::wo ? "wo" : which == T5Linear::wi_1 ? "wi_1" : gated ? "wi_0" : "wi";
+      a.visit_params(f, join_name(prefix, linear));
+    });
   }
 
+ protected:
+  // The pass over the base's linears with each adapter's term added to its linear's output.
+  template <class Linears>
+  void forward_adapted(const char* name, Linears&& linears, Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
+    cache.merged = false;
+    Pass::forward_into(name, linears, Terms{*this, cache}, std::move(x), cache.base, y);
+  }
+  template <class Linears>
+  void backward_adapted(const char* name, Linears&& linears, TensorView<const T, D> dy, Cache& cache,
+                        TensorView<T, D> dx) {
+    Pass::backward_into(name, linears, Terms{*this, cache}, dy, cache.base, dx);
+  }
+
+  // Every weight of `dense` (the base's layout) += sign * scale * B A.
+  void add_adapters_to(T5FFN<Act, T, D>& dense, T sign) const {
+    t5_pass::DenseLinears<Act, T, D> linears{dense};
+    wi.add_to(linears.weight(T5Linear::wi).value, sign);
+    if constexpr (gated) wi_1.add_to(linears.weight(T5Linear::wi_1).value, sign);
+    wo.add_to(linears.weight(T5Linear::wo).value, sign);
+  }
+
+ private:
+  // The adapters as the pass's extra terms, with their caches.
+  struct Terms {
+    T5ExpertAdapters& m;
+    Cache& cache;
+    void forward_add(T5Linear which, TensorView<const T, D> in, TensorView<T, D> out) {
+      m.adapter(which).forward_add(in, adapter_cache(cache, which), out);
+    }
+    void backward_add(T5Linear which, TensorView<const T, D> in, TensorView<const T, D> dout, TensorView<T, D> din) {
+      m.adapter(which).backward_add(in, dout, adapter_cache(cache, which), din);
+    }
+  };
+
+  [[nodiscard]] LoRAAdapter<T, D>& adapter(T5Linear which) {
+    return which == T5Linear::wi ? wi : which == T5Linear::wi_1 ? wi_1 : wo;
+  }
+  static typename LoRAAdapter<T, D>::Cache& adapter_cache(Cache& c, T5Linear which) {
+    return which == T5Linear::wi ? c.wi : which == T5Linear::wi_1 ? c.wi_1 : c.wo;
+  }
+  template <class F>
+  void for_each_adapter(F&& f) {
+    f(T5Linear::wi, wi);
+    if constexpr (gated) f(T5Linear::wi_1, wi_1);
+    f(T5Linear::wo, wo);
+  }
+};
+}  // namespace lora_detail
+
+template <class Act, class T0, class D0, class T, class D>
+class LoRA<T5FFN<Act, T0, D0>, T, D>
+    : public lora_detail::T5ExpertAdapters<LoRA<T5FFN<Act, T0, D0>, T, D>, Act, T5FFN<Act, T, D>, T, D> {
+  using Adapters = lora_detail::T5ExpertAdapters<LoRA, Act, T5FFN<Act, T, D>, T, D>;
+
+ public:
+  using typename Adapters::BaseT;
+  using typename Adapters::Cache;
+  using typename Adapters::Config;
+  template <class T2, class D2>
+  using rebind = LoRA<T5FFN<Act, T0, D0>, T2, D2>;
+
+  using Adapters::Adapters;
+
+  [[nodiscard]] bool merged() const { return merged_; }
+
+  // T5FFN's forward with each adapter's term added to its linear's output (skipped when merged).
+  void forward_into(Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
+    if (!merged_) {
+      this->forward_adapted(name(), linears(), std::move(x), cache, y);
+      return;
+    }
+    Adapters::Pass::check_forward(name(), this->config(), x, y);
+    cache.merged = true;  // the base alone computes the merged expert
+    this->base.forward_into(std::move(x), cache.base, y);
+  }
   void backward_into(TensorView<const T, D> dy, Cache& cache, TensorView<T, D> dx) {
     require(!cache.merged, name(), "backward through merged adapters: unmerge() before training");
-    auto& c = cache.base;
-    const index_t n = c.input.rows(), d = base.config().d_model, d_ff = base.config().d_ff;
-    require(dy.rows() == n && dy.cols() == d, name(), "dy expected ", n, " x ", d, ", got ", dy.shape());
-    require(dx.rows() == n && dx.cols() == d, name(), "dx expected ", n, " x ", d, ", got ", dx.shape());
-    if (n == 0) return;
-    if (base.wo.trainable) ops::gemm(dy, Trans::T, c.hidden, Trans::N, base.wo.grad, T(1), T(1));
-    auto dh = Tensor<T, D>::uninitialized({n, d_ff});
-    ops::gemm(dy, Trans::N, base.wo.value, Trans::N, dh);
-    wo.backward_add(c.hidden.cview(), dy, cache.wo, dh.view());
-    base.dropout().backward_inplace(dh.data(), dh.numel(), c.dropout);
-    T* g = dh.data();
-    const index_t count = dh.numel();
-    if constexpr (gated) {
-      auto d_linear = Tensor<T, D>::uninitialized({n, d_ff});
-      T* dl = d_linear.data();
-      const T* a = c.gate.data();
-      const T* b = c.linear.data();
-      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-      for (index_t i = 0; i < count; ++i) {
-        const T dhi = g[i];
-        dl[i] = dhi * gated_act::value(a[i]);
-        g[i] = dhi * b[i] * gated_act::derivative(a[i]);
-      }
-      if (base.wi_0.trainable) ops::gemm(dh, Trans::T, c.input, Trans::N, base.wi_0.grad, T(1), T(1));
-      if (base.wi_1.trainable) ops::gemm(d_linear, Trans::T, c.input, Trans::N, base.wi_1.grad, T(1), T(1));
-      ops::gemm(dh, Trans::N, base.wi_0.value, Trans::N, dx);
-      ops::gemm(d_linear, Trans::N, base.wi_1.value, Trans::N, dx, T(1), T(1));
-      wi.backward_add(c.input.cview(), dh.cview(), cache.wi, dx);
-      wi_1.backward_add(c.input.cview(), d_linear.cview(), cache.wi_1, dx);
-    } else {
-      if constexpr (std::same_as<Act, Relu>) {
-        const T* h = c.hidden.data();
-        NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-        for (index_t i = 0; i < count; ++i) g[i] = h[i] > T(0) ? g[i] : T(0);
-      } else {
-        const T* a = c.pre.data();
-        NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-        for (index_t i = 0; i < count; ++i) g[i] *= Act::derivative(a[i]);
-      }
-      if (base.wi.trainable) ops::gemm(dh, Trans::T, c.input, Trans::N, base.wi.grad, T(1), T(1));
-      ops::gemm(dh, Trans::N, base.wi.value, Trans::N, dx);
-      wi.backward_add(c.input.cview(), dh.cview(), cache.wi, dx);
-    }
+    this->backward_adapted(name(), linears(), dy, cache, dx);
   }
 
   // Every base weight += scale * B A; the forward then runs the base alone.
   void merge() {
     require(!merged_, name(), "the adapters are already merged into the base weights");
-    add_adapters(T(1));
+    this->add_adapters_to(this->base, T(1));
     merged_ = true;
   }
   void unmerge() {
     require(merged_, name(), "unmerge of adapters that are not merged");
-    add_adapters(T(-1));
+    this->add_adapters_to(this->base, T(-1));
     merged_ = false;
   }
 
-  template <class F>
-  void visit_params(F&& f, const std::string& prefix = "") {
-    base.visit_params(f, prefix);
-    if constexpr (gated) {
-      wi.visit_params(f, join_name(prefix, "wi_0"));
-      wi_1.visit_params(f, join_name(prefix, "wi_1"));
-    } else {
-      wi.visit_params(f, join_name(prefix, "wi"));
-    }
-    wo.visit_params(f, join_name(prefix, "wo"));
-  }
-
  private:
-  static constexpr const char* name() { return gated ? "LoRA<T5FFN<Gated>>" : "LoRA<T5FFN>"; }
-
-  template <class F>
-  void for_each_adapter(F&& f) {
-    f(wi);
-    if constexpr (gated) f(wi_1);
-    f(wo);
-  }
-  void add_adapters(T sign) {
-    if constexpr (gated) {
-      wi.add_to(base.wi_0.value, sign);
-      wi_1.add_to(base.wi_1.value, sign);
-    } else {
-      wi.add_to(base.wi.value, sign);
-    }
-    wo.add_to(base.wo.value, sign);
-  }
+  static constexpr const char* name() { return Adapters::gated ? "LoRA<T5FFN<Gated>>" : "LoRA<T5FFN>"; }
+  [[nodiscard]] t5_pass::DenseLinears<Act, T, D> linears() { return {this->base}; }
 
   bool merged_ = false;
 };

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "nexa/lora/t5_expert_pass.hpp"
 #include "nexa/moe/moe_layer.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/quant/quantized_linear.hpp"
@@ -29,15 +30,7 @@ class QuantizedExpert;
 
 namespace quant_detail {
 template <class A>
-struct ExpertAct {
-  using type = A;
-  static constexpr bool gated = false;
-};
-template <class A>
-struct ExpertAct<Gated<A>> {
-  using type = A;
-  static constexpr bool gated = true;
-};
+using ExpertAct = t5_pass::ExpertAct<A>;
 
 template <class Format, class T>
 typename Format::tensor_type quantize_param(const Param<T, cpu>& p) {
@@ -55,7 +48,7 @@ template <class Act, class T0, class D0, quant::QuantFormat Format, class T, cla
 class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
   static_assert(std::same_as<D, cpu>, "QuantizedExpert: quantised weights are implemented on the CPU only");
   static constexpr bool gated = quant_detail::ExpertAct<Act>::gated;
-  using act = typename quant_detail::ExpertAct<Act>::type;
+  using Pass = t5_pass::T5ExpertPass<Act, T, D>;
 
  public:
   using Config = ExpertConfig;
@@ -133,77 +126,23 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
 
   // T5FFN's forward with the GEMMs against the quantised weights.
   void forward_into(Tensor<T, D>&& x, Cache& cache, TensorView<T, D> y) {
-    const index_t d = config_.d_model, d_ff = config_.d_ff;
     require(wo_.shape.rank() == 2, name(), "the expert holds no weights (default-constructed)");
-    require(x.cols() == d, name(), "input's last axis expected ", d, ", got shape ", x.shape());
-    require(y.rows() == x.rows() && y.cols() == d, name(), "output expected ", x.rows(), " x ", d, ", got ", y.shape());
-    cache.input = std::move(x);
-    const index_t n = cache.input.rows();
-    const TensorView<const T, D> in(cache.input.data(), {n, d});
-    if constexpr (gated) {
-      cache.gate = Tensor<T, D>::uninitialized({n, d_ff});
-      cache.linear = Tensor<T, D>::uninitialized({n, d_ff});
-      cache.hidden = Tensor<T, D>::uninitialized({n, d_ff});
-      if (n == 0) return;
-      quant::gemm_x_wt<Format>(wi_, in, cache.gate.view(), T(0), tile_rows_);
-      quant::gemm_x_wt<Format>(wi_1_, in, cache.linear.view(), T(0), tile_rows_);
-      const T* a = cache.gate.data();
-      const T* b = cache.linear.data();
-      T* h = cache.hidden.data();
-      const index_t count = cache.hidden.numel();
-      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-      for (index_t i = 0; i < count; ++i) h[i] = act::value(a[i]) * b[i];
-    } else {
-      cache.hidden = Tensor<T, D>::uninitialized({n, d_ff});
-      if (n == 0) return;
-      quant::gemm_x_wt<Format>(wi_, in, cache.hidden.view(), T(0), tile_rows_);
-      if constexpr (std::same_as<Act, Relu>) {
-        nn_detail::apply_activation<Relu>(cache.hidden.data(), cache.hidden.numel());
-      } else {
-        cache.pre = cache.hidden;
-        nn_detail::apply_activation<Act>(cache.hidden.data(), cache.hidden.numel());
-      }
-    }
-    dropout_.forward_inplace(cache.hidden.data(), cache.hidden.numel(), cache.dropout);
-    quant::gemm_x_wt<Format>(wo_, cache.hidden.cview(), y, T(0), tile_rows_);
+    Pass::forward_into(name(), *this, t5_pass::NoTerms{}, std::move(x), cache, y);
   }
 
   // dx only: the weights are frozen.
   void backward_into(TensorView<const T, D> dy, Cache& cache, TensorView<T, D> dx) {
-    const index_t n = cache.input.rows(), d = config_.d_model, d_ff = config_.d_ff;
-    require(dy.rows() == n && dy.cols() == d, name(), "dy expected ", n, " x ", d, ", got ", dy.shape());
-    require(dx.rows() == n && dx.cols() == d, name(), "dx expected ", n, " x ", d, ", got ", dx.shape());
-    if (n == 0) return;
-    auto dh = Tensor<T, D>::uninitialized({n, d_ff});
-    quant::gemm_dy_w<Format>(wo_, dy, dh.view(), T(0), tile_rows_);
-    dropout_.backward_inplace(dh.data(), dh.numel(), cache.dropout);
-    T* g = dh.data();
-    const index_t count = dh.numel();
-    if constexpr (gated) {
-      auto d_linear = Tensor<T, D>::uninitialized({n, d_ff});
-      T* dl = d_linear.data();
-      const T* a = cache.gate.data();
-      const T* b = cache.linear.data();
-      NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-      for (index_t i = 0; i < count; ++i) {
-        const T dhi = g[i];
-        dl[i] = dhi * act::value(a[i]);
-        g[i] = dhi * b[i] * act::derivative(a[i]);
-      }
-      quant::gemm_dy_w<Format>(wi_, dh.cview(), dx, T(0), tile_rows_);
-      quant::gemm_dy_w<Format>(wi_1_, d_linear.cview(), dx, T(1), tile_rows_);
-    } else {
-      if constexpr (std::same_as<Act, Relu>) {
-        const T* h = cache.hidden.data();
-        NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-        for (index_t i = 0; i < count; ++i) g[i] = h[i] > T(0) ? g[i] : T(0);
-      } else {
-        const T* a = cache.pre.data();
-        NEXA_PARALLEL_FOR_IF(count > parallel_grain)
-        for (index_t i = 0; i < count; ++i) g[i] *= Act::derivative(a[i]);
-      }
-      quant::gemm_dy_w<Format>(wi_, dh.cview(), dx, T(0), tile_rows_);
-    }
+    Pass::backward_into(name(), *this, t5_pass::NoTerms{}, dy, cache, dx);
+  }
+
+  // One linear against its quantised weight, as the pass (lora/t5_expert_pass.hpp) runs it here
+  // and in LoRA<QuantizedExpert>: out = in W^T, and din = dout W + beta din (no gradient for W).
+  void apply_linear(T5Linear which, TensorView<const T, D> in, TensorView<T, D> out) const {
+    quant::gemm_x_wt<Format>(storage(which), in, out, T(0), tile_rows_);
+  }
+  void backward_linear(T5Linear which, TensorView<const T, D> /*in*/, TensorView<const T, D> dout, TensorView<T, D> din,
+                       T beta) const {
+    quant::gemm_dy_w<Format>(storage(which), dout, din, beta, tile_rows_);
   }
 
   // No parameters (see the header comment).
@@ -212,6 +151,9 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
 
  private:
   static constexpr const char* name() { return gated ? "QuantizedExpert<T5FFN<Gated>>" : "QuantizedExpert<T5FFN>"; }
+  [[nodiscard]] const Storage& storage(T5Linear which) const {
+    return which == T5Linear::wi ? wi_ : which == T5Linear::wi_1 ? wi_1_ : wo_;
+  }
 
   Config config_;
   Dropout<T, D> dropout_;
