@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../common/confusion.hpp"
+#include "../common/format.hpp"
 #include "../common/lm_data.hpp"
 #include "../common/svg_plot.hpp"
 #include "data.hpp"
@@ -21,28 +22,9 @@ using nexa::index_t;
 inline const std::vector<std::string> kDomainNames = {"PHYS", "BIO", "MAT"};
 inline constexpr std::size_t kExperts = kRoutedDomains;  // one expert per routed domain
 
-// --- small formatting helpers ---------------------------------------------------------------
-
-inline std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-inline std::string duration(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  return s >= 60 ? nexa::detail::concat(s / 60, "m", s % 60 < 10 ? "0" : "", s % 60, "s")
-                 : nexa::detail::concat(s, "s");
-}
-
-inline std::string json_array(const std::vector<double>& v, const char* f = "%.4f") {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i > 0) out += ',';
-    out += fmt(f, v[i]);
-  }
-  return out + "]";
-}
+using examples::duration;
+using examples::fmt;
+using examples::json_array;
 
 // --- routing statistics ---------------------------------------------------------------------
 

@@ -24,6 +24,7 @@
 
 #include "../common/cli.hpp"
 #include "../common/files.hpp"
+#include "../common/format.hpp"
 #include "../common/svg_plot.hpp"
 #include "../common/threads.hpp"
 #include "mgf.hpp"
@@ -93,15 +94,8 @@ constexpr const char* kUsage =
     "  --valid-draws N     masks drawn per validation spectrum                    [4]\n"
     "  --seed N            initialisation, masks and batch order                  [1]\n";
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-std::string duration(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  return s >= 60 ? concat(s / 60, "m", s % 60 < 10 ? "0" : "", s % 60, "s") : concat(s, "s");
-}
+using examples::duration;
+using examples::fmt;
 
 std::vector<fs::path> mgf_files(const fs::path& spectra) {
   if (!fs::is_directory(spectra)) {
