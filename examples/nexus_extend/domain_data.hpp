@@ -6,7 +6,7 @@
 //                      embeddings (mean pooling, L2 norm) of its texts (SentenceEncoder)
 //   RouteCounter       tokens per (layer, domain, expert) from the MoE layers' routings, and the
 //                      share each domain sends to its own expert (routing accuracy)
-//   MixedBatches       training batches drawn from several domains in fixed shares
+//   MixedBatches       training batches drawn from several domains in fixed shares (split: by domain)
 #include <algorithm>
 #include <cstdint>
 #include <span>
@@ -121,6 +121,17 @@ class MixedBatches {
       base += n;
     }
     return lm_data::make_batch(all_, indices);
+  }
+
+  // The rows of b (a batch from next()) whose domain is `domain`, and the other rows, as two
+  // batches (either may be empty: size() 0), so that a step can train different parameters on each.
+  [[nodiscard]] std::pair<lm_data::Batch, lm_data::Batch> split(const lm_data::Batch& b, std::int32_t domain) const {
+    std::vector<std::size_t> in, out;
+    for (std::size_t r = 0; r < b.size(); ++r) (b.domains[r] == domain ? in : out).push_back(b.indices[r]);
+    const auto make = [&](const std::vector<std::size_t>& rows) {
+      return rows.empty() ? lm_data::Batch{} : lm_data::make_batch(all_, rows);
+    };
+    return {make(in), make(out)};
   }
 
  private:

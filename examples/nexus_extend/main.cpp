@@ -11,11 +11,15 @@
 //      fine-tuning: MED routing accuracy and perplexity, the old domains' perplexity.
 //   3. Fine-tune on a limited MED budget: only the MED expert and the routers' projections train,
 //      on batches that mix MED definitions with replayed PHYS/BIO/MAT ones. Measured again.
+//      --replay-trains routers: the replayed rows train the routers only (a pass with the MED
+//      expert frozen, then a pass over the MED rows); --route-balance: the routers' cross-entropy
+//      weighs each domain of a batch alike.
 // It prints progress lines and a final table, writes train.jsonl, curves.svg and the extended
 // checkpoint (checkpoint/).
 //
 //   nexus-extend --checkpoint DIR --corpus DIR [--minilm DIR] [--out DIR] [--threads N] ...  (--help)
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -66,8 +70,13 @@ struct Options {
   index_t batch = 24;
   double med_share = 0.5;  // share of a fine-tuning batch from MED; the rest replays the old domains
   double router_lr = 1e-2, ft_router_lr = 3e-4, expert_lr = 1e-3, clip = 1.0;
-  double route_supervision = 1.0;  // weight of the routers' cross-entropy on the domain labels (0: LM loss only)
-  std::string init = "closest";    // the MED expert's initial weights: closest or mean
+  double route_supervision = 1.0;    // weight of the routers' cross-entropy on the domain labels (0: LM loss only)
+  double ft_route_supervision = -1;  // its weight in stage 3 (< 0: route_supervision)
+  bool route_balance = false;        // the cross-entropy weighs every domain of a batch alike (not every token)
+  std::string init = "closest";      // the MED expert's initial weights: closest or mean
+  // What the replayed PHYS/BIO/MAT rows train in stage 3: all (the MED expert and the routers) or
+  // routers (the MED expert learns from the MED rows alone).
+  std::string replay_trains = "all";
   // score_scale 30: the fresh projection's expert embeddings are tiny, so at scale 1 every
   // token's top-1 probability stays near 1/E for many steps (the experts' outputs scaled down).
   nexus_extend::RouterOptions router{.score_scale = 30.0, .load_balance_coef = 1e-2, .z_loss_coef = 1e-3};
@@ -99,6 +108,11 @@ constexpr const char* kUsage =
     "                      routers in stage 1, routers and MED expert in stage 3   [1e-2 3e-4 1e-3]\n"
     "  --route-supervision X  weight of the routers' token-level cross-entropy on the domain\n"
     "                      labels (the definition's domain's expert); 0: the LM loss alone [1]\n"
+    "  --replay-trains S   what the replayed rows train in stage 3: all (the MED expert and the\n"
+    "                      routers) or routers (the MED expert learns from MED rows only) [all]\n"
+    "  --ft-route-supervision X  its weight in stage 3 (default: --route-supervision's)\n"
+    "  --route-balance     the routing cross-entropy weighs each domain of a batch alike, not each\n"
+    "                      token (else a domain with half the rows becomes the routers' prior)\n"
     "  --init S            MED expert's start: closest (copy of the expert whose domain\n"
     "                      embedding is closest) or mean (mean of the experts)     [closest]\n"
     "  --score-scale X --load-balance X --z-loss X   router: logit scale, Switch and z-loss weights [30 0.01 0.001]\n"
@@ -154,6 +168,8 @@ int run(const Options& opt) {
   examples::set_threads(opt.threads);
   nexa::require(opt.init == "closest" || opt.init == "mean", "--init", "expected closest or mean, got '", opt.init,
                 "'");
+  nexa::require(opt.replay_trains == "all" || opt.replay_trains == "routers", "--replay-trains",
+                "expected all or routers, got '", opt.replay_trains, "'");
   const auto start = Clock::now();
 
   // --- the source checkpoint, its vocabulary and the data -------------------------------------
@@ -198,6 +214,7 @@ int run(const Options& opt) {
       train[1].size(), train[2].size(), train[3].size(), med_budget.size(), valid.samples[0].size(),
       valid.samples[1].size(), valid.samples[2].size(), valid.samples[3].size(), examples::threads_in_use());
 
+  const double ft_route_supervision = opt.ft_route_supervision < 0 ? opt.route_supervision : opt.ft_route_supervision;
   std::string log;
   const fs::path log_path = opt.out / "train.jsonl";
   log += nexa::detail::concat(
@@ -205,8 +222,10 @@ int run(const Options& opt) {
       ", \"embed_texts\": ", opt.embed_texts, ", \"router_steps\": ", opt.router_steps,
       ", \"med_steps\": ", opt.med_steps, ", \"med_budget\": ", med_budget.size(), ", \"med_share\": ", opt.med_share,
       ", \"batch\": ", opt.batch, ", \"router_lr\": ", opt.router_lr, ", \"ft_router_lr\": ", opt.ft_router_lr,
-      ", \"expert_lr\": ", opt.expert_lr, ", \"route_supervision\": ", opt.route_supervision, ", \"init\": \"",
-      opt.init, "\", \"score_scale\": ", opt.router.score_scale,
+      ", \"expert_lr\": ", opt.expert_lr, ", \"route_supervision\": ", opt.route_supervision,
+      ", \"ft_route_supervision\": ", ft_route_supervision,
+      ", \"route_balance\": ", opt.route_balance ? "true" : "false", ", \"init\": \"", opt.init,
+      "\", \"replay_trains\": \"", opt.replay_trains, "\", \"score_scale\": ", opt.router.score_scale,
       ", \"load_balance_coef\": ", opt.router.load_balance_coef, ", \"z_loss_coef\": ", opt.router.z_loss_coef,
       ", \"threads\": ", examples::threads_in_use(), ", \"seed\": ", opt.seed, "}\n");
   const auto save_log = [&] { examples::write_file(log_path, log, kProgram); };
@@ -344,10 +363,16 @@ int run(const Options& opt) {
                                 "], \"routing_accuracy\": [", acc, "]}\n");
   };
 
+  const auto set_med_expert_trainable = [&](bool on) {
+    model.visit_params([&](const std::string& name, auto& p) {
+      if (nexus_extend::is_expert_param(name, static_cast<index_t>(kMed))) p.set_trainable(on);
+    });
+  };
+
   // One training stage: `batches` for `steps` steps; the optimizers step the trainable parameters.
   const auto train_stage = [&](const std::string& stage, nexus_extend::MixedBatches& batches, index_t steps,
                                std::vector<nexa::train::AdamW>& optimizers, const std::vector<double>& lrs, double x0,
-                               index_t experts) {
+                               index_t experts, bool replay_routers_only, double route_supervision) {
     const nexa::train::CosineSchedule schedule{
         .peak_lr = 1.0, .min_lr = 0.1, .warmup_steps = std::min<index_t>(10, steps), .total_steps = steps};
     const auto ts = Clock::now();
@@ -359,17 +384,44 @@ int run(const Options& opt) {
     for (index_t step = 1; step <= steps; ++step) {
       const auto t_step = Clock::now();
       const lm_data::Batch b = batches.next();
-      double supervised = 0;
-      const nexa_moe::StepLoss l = model.step(token_batch(b), true, [&](std::size_t layer, auto& cache) {
-        window.add(layer, cache, b);
-        const auto& w = cache.router.routing.weights;
-        for (index_t t = 0; t < w.numel(); ++t)
-          if (b.mask.data()[t]) top_weight += w.data()[t], top_weight_n += 1;
-        if (opt.route_supervision > 0)
-          supervised += nexus_extend::supervise_routing(model.stack.blocks[layer].ffn.router, cache.router, b,
-                                                        opt.route_supervision) /
-                        static_cast<double>(ckpt.lm.layers);
-      });
+      double supervised = 0;  // the routing cross-entropy, averaged over layers
+      // Token weights from the whole batch, so that its parts (replay, MED) add up to its loss.
+      const std::vector<double> divisors =
+          nexus_extend::routing_divisors(b, static_cast<std::size_t>(experts), opt.route_balance);
+      const auto run_rows = [&](const lm_data::Batch& rows) {
+        return model.step(token_batch(rows), true, [&](std::size_t layer, auto& cache) {
+          window.add(layer, cache, rows);
+          const auto& w = cache.router.routing.weights;
+          for (index_t t = 0; t < w.numel(); ++t)
+            if (rows.mask.data()[t]) top_weight += w.data()[t], top_weight_n += 1;
+          if (route_supervision > 0)
+            supervised += nexus_extend::supervise_routing(model.stack.blocks[layer].ffn.router, cache.router, rows,
+                                                          route_supervision, divisors) /
+                          static_cast<double>(ckpt.lm.layers);
+        });
+      };
+      nexa_moe::StepLoss l;
+      if (!replay_routers_only) {
+        l = run_rows(b);
+      } else {
+        // The replayed rows first, with the MED expert frozen (it gets no gradient from them; the
+        // routers do); then the MED rows with it trainable again (fresh, zeroed gradient).
+        const auto [med, replay] = batches.split(b, static_cast<std::int32_t>(kMed));
+        std::array<nexa_moe::StepLoss, 2> parts{};
+        if (replay.size() > 0) {
+          set_med_expert_trainable(false);
+          parts[0] = run_rows(replay);
+          set_med_expert_trainable(true);
+        }
+        if (med.size() > 0) parts[1] = run_rows(med);
+        for (const auto& p : parts) {
+          l.targets += p.targets;
+          l.lm += p.lm * static_cast<double>(p.targets);
+          l.aux += p.aux * static_cast<double>(p.targets);
+        }
+        l.lm /= static_cast<double>(std::max<index_t>(l.targets, 1));
+        l.aux /= static_cast<double>(std::max<index_t>(l.targets, 1));
+      }
       (void)nexa::train::clip_grad_norm(model, opt.clip);
       for (std::size_t o = 0; o < optimizers.size(); ++o) {
         optimizers[o].set_lr(lrs[o] * schedule(step - 1));
@@ -432,7 +484,8 @@ int run(const Options& opt) {
     nexus_extend::MixedBatches batches(old_pools(static_cast<std::size_t>(opt.batch)), opt.seed);
     std::vector<nexa::train::AdamW> optimizers;
     optimizers.emplace_back(model, adamw);
-    train_stage("route", batches, opt.router_steps, optimizers, {opt.router_lr}, 0.0, static_cast<index_t>(kOld));
+    train_stage("route", batches, opt.router_steps, optimizers, {opt.router_lr}, 0.0, static_cast<index_t>(kOld), false,
+                opt.route_supervision);
   }
   stage_eval(model, "nexus, routers trained", static_cast<index_t>(kOld));
 
@@ -487,12 +540,14 @@ int run(const Options& opt) {
     });
     std::printf(
         "stage 3: fine-tuning the MED expert (%.3fM parameters) and the routers' projections (%.3fM) for %lld "
-        "steps of %zu MED + %zu replayed PHYS/BIO/MAT definitions\n",
+        "steps of %zu MED + %zu replayed PHYS/BIO/MAT definitions%s\n",
         static_cast<double>(med_params) * 1e-6, static_cast<double>(router_params - med_params) * 1e-6,
-        static_cast<long long>(opt.med_steps), med_rows, static_cast<std::size_t>(opt.batch) - med_rows);
+        static_cast<long long>(opt.med_steps), med_rows, static_cast<std::size_t>(opt.batch) - med_rows,
+        opt.replay_trains == "routers" ? " (the replayed rows train the routers only)" : "");
     std::fflush(stdout);
     train_stage("med", batches, opt.med_steps, optimizers, {opt.expert_lr, opt.ft_router_lr},
-                static_cast<double>(opt.router_steps), static_cast<index_t>(kDomains.size()));
+                static_cast<double>(opt.router_steps), static_cast<index_t>(kDomains.size()),
+                opt.replay_trains == "routers", ft_route_supervision);
   }
   stage_eval(model, "+MED, fine-tuned", static_cast<index_t>(kDomains.size()));
 
@@ -598,7 +653,10 @@ int main(int argc, char** argv) {
   p.number("--ft-router-lr", opt.ft_router_lr, {.min = 0});
   p.number("--expert-lr", opt.expert_lr, {.min = 0});
   p.number("--route-supervision", opt.route_supervision, {.min = 0});
+  p.number("--ft-route-supervision", opt.ft_route_supervision, {.min = 0});
+  p.flag("--route-balance", opt.route_balance);
   p.value("--init", opt.init);
+  p.value("--replay-trains", opt.replay_trains);
   p.number("--score-scale", opt.router.score_scale, {.min = 0});
   p.number("--load-balance", opt.router.load_balance_coef, {.min = 0});
   p.number("--z-loss", opt.router.z_loss_coef, {.min = 0});

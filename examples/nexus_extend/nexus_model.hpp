@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "../nexa_moe/checkpoint.hpp"
 #include "../nexa_moe/lm.hpp"
@@ -121,13 +122,39 @@ inline void add_domain_expert(NexusLM& model, nexa::TensorView<const float> doma
   return best;
 }
 
-// The routers' supervised signal: the mean cross-entropy, over a batch's non-padding tokens, of
-// softmax(logits) against the expert of each token's domain (row b of the batch: domain
-// batch.domains[b], expert of the same index). Adds coef * its gradient to the router's
-// projection (NexusRouter::backward_logits); the gradient to the router's input is dropped, so
-// the loss trains the scoring and leaves the representation to the LM loss. Returns the loss.
+// How much each token of a batch weighs in the routers' supervised cross-entropy, per domain
+// (index: domain): 1 / divisor[domain]. by_domain false: every non-padding token alike (divisor:
+// the batch's token count, the plain mean); true: every domain present alike (divisor: the
+// domains present times that domain's tokens), so that a domain with more rows in the batch does
+// not become the routers' prior. Computed on a whole batch, it also weighs any part of it.
+template <class Batch>
+[[nodiscard]] std::vector<double> routing_divisors(const Batch& batch, std::size_t domains, bool by_domain) {
+  const index_t S = batch.ids.dim(1);
+  std::vector<double> tokens(domains, 0.0);
+  double all = 0;
+  for (index_t t = 0; t < batch.ids.numel(); ++t) {
+    if (batch.mask.data()[t] == 0) continue;
+    const auto d = static_cast<std::size_t>(batch.domains[static_cast<std::size_t>(t / S)]);
+    nexa::require(d < domains, "routing_divisors", "domain ", d, " is outside [0, ", domains, ")");
+    tokens[d] += 1, all += 1;
+  }
+  const auto present = static_cast<double>(std::count_if(tokens.begin(), tokens.end(), [](double n) { return n > 0; }));
+  std::vector<double> divisor(domains, all);
+  if (by_domain)
+    for (std::size_t d = 0; d < domains; ++d) divisor[d] = present * tokens[d];
+  return divisor;
+}
+
+// The routers' supervised signal: the cross-entropy of softmax(logits) against the expert of each
+// token's domain (row b of the batch: domain batch.domains[b], expert of the same index), summed
+// over the batch's non-padding tokens, token t weighing 1 / divisor[its domain]
+// (routing_divisors; empty: the batch's token count, the plain mean). Adds coef * its gradient to
+// the router's projection (NexusRouter::backward_logits); the gradient to the router's input is
+// dropped, so the loss trains the scoring and leaves the representation to the LM loss. Returns
+// the loss.
 template <class Router, class Batch>
-double supervise_routing(Router& router, typename Router::Cache& cache, const Batch& batch, double coef) {
+double supervise_routing(Router& router, typename Router::Cache& cache, const Batch& batch, double coef,
+                         const std::vector<double>& divisor = {}) {
   const auto& logits = cache.logits;
   const index_t E = logits.dim(1), S = batch.ids.dim(1);
   nexa::require(logits.rows() == batch.ids.numel(), "supervise_routing", "logits rows expected ", batch.ids.numel(),
@@ -141,18 +168,21 @@ double supervise_routing(Router& router, typename Router::Cache& cache, const Ba
     if (batch.mask.data()[t] == 0) continue;
     const auto label = static_cast<index_t>(batch.domains[static_cast<std::size_t>(t / S)]);
     nexa::require(label >= 0 && label < E, "supervise_routing", "domain ", label, " has no expert among ", E);
+    nexa::require(divisor.empty() || static_cast<std::size_t>(label) < divisor.size(), "supervise_routing", "domain ",
+                  label, " has no divisor among ", divisor.size());
+    const double div = divisor.empty() ? n : divisor[static_cast<std::size_t>(label)];
     const A* z = logits.data() + t * E;
     const A top = *std::max_element(z, z + E);
     double sum = 0;
     for (index_t e = 0; e < E; ++e) sum += std::exp(double(z[e] - top));
-    loss += std::log(sum) - double(z[label] - top);
+    loss += (std::log(sum) - double(z[label] - top)) / div;
     for (index_t e = 0; e < E; ++e) {
       const double p = std::exp(double(z[e] - top)) / sum;
-      d_logits.data()[t * E + e] = static_cast<A>(coef * (p - (e == label ? 1.0 : 0.0)) / n);
+      d_logits.data()[t * E + e] = static_cast<A>(coef * (p - (e == label ? 1.0 : 0.0)) / div);
     }
   }
   if (n > 0) (void)router.backward_logits(d_logits.cview(), cache);
-  return n > 0 ? loss / n : 0.0;
+  return n > 0 ? loss : 0.0;
 }
 
 // Makes exactly the parameters for which keep(name) holds trainable; returns their count.

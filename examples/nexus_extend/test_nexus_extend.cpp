@@ -216,7 +216,17 @@ TEST_CASE("spread_texts and MixedBatches") {
     std::vector<std::size_t> med(b.indices.begin() + 2, b.indices.end());
     std::sort(med.begin(), med.end());
     CHECK(med == std::vector<std::size_t>{5, 6, 7});
+    // split: the MED rows and the rest, the same sequences as the mixed batch's.
+    const auto [med_rows, replay] = mb.split(b, 3);
+    REQUIRE(med_rows.size() == 3);
+    REQUIRE(replay.size() == 2);
+    CHECK(std::count(med_rows.domains.begin(), med_rows.domains.end(), 3) == 3);
+    CHECK(std::count(replay.domains.begin(), replay.domains.end(), 0) == 2);
+    CHECK(std::vector<std::size_t>(replay.indices) ==
+          std::vector<std::size_t>(b.indices.begin(), b.indices.begin() + 2));
+    CHECK(med_rows.tokens + replay.tokens == b.tokens);
   }
+  CHECK(mb.split(mb.next(), 5).first.size() == 0);
   CHECK_THROWS_AS(nexus_extend::MixedBatches({{{}, 1}}, 1), nexa::Error);
 }
 
@@ -316,4 +326,39 @@ TEST_CASE("supervise_routing teaches a Nexus router to send each domain's tokens
   CHECK(first == doctest::Approx(std::log(3.0)).epsilon(0.05));  // fresh projection: near-uniform scores
   CHECK(last < 0.3);
   CHECK(accuracy > 0.9);
+}
+
+TEST_CASE("routing_divisors weigh tokens alike or domains alike, and supervise_routing uses them") {
+  nexa::Rng rng(6);
+  nexa::NexusRouter<1> router({.d_model = 8, .num_experts = 3, .domain_dim = kDim}, rng);
+  router.set_domain_embeddings(tiny_domains(3, rng).cview());
+  // Three rows of domain 0 and one of domain 2, three tokens each (the last one padding): 9 and 3 tokens.
+  lm_data::Batch b;
+  b.ids = Tensor<std::int32_t>::zeros({4, 4});
+  std::vector<std::int32_t> mask;
+  for (int r = 0; r < 4; ++r) mask.insert(mask.end(), {1, 1, 1, 0});
+  b.mask = Tensor<std::int32_t>::from_host({4, 4}, mask);
+  b.domains = {0, 0, 0, 2};
+  CHECK(nexus_extend::routing_divisors(b, 3, false) == std::vector<double>{12, 12, 12});
+  CHECK(nexus_extend::routing_divisors(b, 3, true) == std::vector<double>{18, 0, 6});
+  CHECK_THROWS_AS((void)nexus_extend::routing_divisors(b, 2, true), nexa::Error);
+
+  nexa::NexusRouter<1>::Cache cache;
+  (void)router.route(Tensor<float>::randn({16, 8}, rng), cache);
+  // The cross-entropy of each token against its domain's expert, by hand.
+  std::vector<double> ce_sum(3, 0.0);
+  for (index_t t = 0; t < 16; ++t) {
+    if (t % 4 == 3) continue;
+    const auto d = static_cast<std::size_t>(b.domains[static_cast<std::size_t>(t / 4)]);
+    double z = 0;
+    for (index_t e = 0; e < 3; ++e) z += std::exp(double(cache.logits(t, e)));
+    ce_sum[d] += std::log(z) - double(cache.logits(t, static_cast<index_t>(d)));
+  }
+  const double mean = (ce_sum[0] + ce_sum[2]) / 12, balanced = (ce_sum[0] / 9 + ce_sum[2] / 3) / 2;
+  CHECK(nexus_extend::supervise_routing(router, cache, b, 1.0) == doctest::Approx(mean));
+  CHECK(nexus_extend::supervise_routing(router, cache, b, 1.0, nexus_extend::routing_divisors(b, 3, false)) ==
+        doctest::Approx(mean));
+  CHECK(nexus_extend::supervise_routing(router, cache, b, 1.0, nexus_extend::routing_divisors(b, 3, true)) ==
+        doctest::Approx(balanced));
+  CHECK(mean != doctest::Approx(balanced));
 }
