@@ -8,13 +8,13 @@
 // Constructed from an ExpertConfig alone (what MoELayer does) it takes LoRAConfig's defaults;
 // with_lora(layer, lora, rng) turns a (trained) MoELayer into one with LoRA experts of any config.
 // lora_detail::T5ExpertAdapters holds what it shares with LoRA<QuantizedExpert<T5FFN<Act>, F>>
-// (lora/qlora_expert.hpp): the adapters, and the pass (lora/t5_expert_pass.hpp) with their terms.
+// (lora/qlora_expert.hpp): the adapters, and the pass (moe/t5_expert_pass.hpp) with their terms.
 #include <string>
 #include <utility>
 
 #include "nexa/lora/lora_linear.hpp"
-#include "nexa/lora/t5_expert_pass.hpp"
 #include "nexa/moe/moe_layer.hpp"
+#include "nexa/moe/t5_expert_pass.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 
 namespace nexa {

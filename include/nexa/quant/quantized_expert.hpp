@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "nexa/lora/t5_expert_pass.hpp"
 #include "nexa/moe/moe_layer.hpp"
+#include "nexa/moe/t5_expert_pass.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/quant/quantized_linear.hpp"
 
@@ -135,7 +135,7 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
     Pass::backward_into(name(), *this, t5_pass::NoTerms{}, dy, cache, dx);
   }
 
-  // One linear against its quantised weight, as the pass (lora/t5_expert_pass.hpp) runs it here
+  // One linear against its quantised weight, as the pass (moe/t5_expert_pass.hpp) runs it here
   // and in LoRA<QuantizedExpert>: out = in W^T, and din = dout W + beta din (no gradient for W).
   void apply_linear(T5Linear which, TensorView<const T, D> in, TensorView<T, D> out) const {
     quant::gemm_x_wt<Format>(storage(which), in, out, T(0), tile_rows_);
