@@ -29,17 +29,22 @@ inline constexpr const char* kCheckpointFormat = "nexa-moe-demo";
                               ", \"relative_max_distance\": ", c.relative_max_distance, "}");
 }
 
+// The domain names as a JSON array's contents ("\"PHYS\", \"BIO\", \"MAT\"").
+[[nodiscard]] inline std::string domains_json(const std::vector<std::string>& domains) {
+  std::string names;
+  for (std::size_t i = 0; i < domains.size(); ++i) names += (i ? ", " : "") + nexa::json::quote(domains[i]);
+  return names;
+}
+
 // Writes config.json and copies the vocabularies and the classifier's config; the caller saves
 // the models' safetensors next to them.
 inline void write_checkpoint_config(const std::filesystem::path& dir, const LMConfig& lm,
                                     const std::vector<std::string>& domains, const std::filesystem::path& minilm,
                                     const lm_data::Vocab& vocab, std::size_t classifier_len) {
   std::filesystem::create_directories(dir);
-  std::string names;
-  for (std::size_t i = 0; i < domains.size(); ++i) names += (i ? ", " : "") + nexa::json::quote(domains[i]);
   examples::write_file(
       dir / "config.json",
-      nexa::detail::concat("{\"format\": \"", kCheckpointFormat, "\", \"domains\": [", names,
+      nexa::detail::concat("{\"format\": \"", kCheckpointFormat, "\", \"domains\": [", domains_json(domains),
                            "], \"lm\": ", lm_config_json(lm), ", \"classifier_max_len\": ", classifier_len,
                            ", \"vocab\": \"vocab.txt\", \"classifier_config\": "
                            "\"classifier_config.json\", \"classifier_vocab\": "
@@ -52,6 +57,63 @@ inline void write_checkpoint_config(const std::filesystem::path& dir, const LMCo
                        "nexa-moe");
   examples::write_file(dir / "classifier_vocab.txt", examples::read_file(minilm / "vocab.txt", "nexa-moe"), "nexa-moe");
 }
+
+// A checkpoint's config.json, read; every problem is a nexa::Error naming the file and the field.
+// nexa-moe's checkpoints and the checkpoints of the examples built on them share this reader.
+struct ConfigJson {
+  std::string context;
+  nexa::json::Value root;
+
+  [[nodiscard]] static ConfigJson read(const std::filesystem::path& dir) {
+    const std::filesystem::path path = dir / "config.json";
+    std::string context = nexa::detail::concat("checkpoint ", path.string());
+    nexa::json::Value root = nexa::json::parse(examples::read_file(path, "checkpoint"), context);
+    return {std::move(context), std::move(root)};
+  }
+  [[nodiscard]] const nexa::json::Value& field(const nexa::json::Value& obj, std::string_view key) const {
+    const nexa::json::Value* f = obj.find(key);
+    nexa::require(f != nullptr, context, "missing field \"", key, "\"");
+    return *f;
+  }
+  [[nodiscard]] index_t positive_integer(const nexa::json::Value& obj, std::string_view key) const {
+    const nexa::json::Value& f = field(obj, key);
+    nexa::require(f.is_int64() && f.as_int64() > 0, context, "\"", key, "\" must be a positive integer");
+    return static_cast<index_t>(f.as_int64());
+  }
+  [[nodiscard]] double number(const nexa::json::Value& obj, std::string_view key) const {
+    const nexa::json::Value& f = field(obj, key);
+    nexa::require(f.is_number(), context, "\"", key, "\" must be a number");
+    return f.number;
+  }
+  // "format" must be `format`; `what` names the kind for the message ("a nexa-moe checkpoint").
+  void require_format(std::string_view format, std::string_view what) const {
+    const nexa::json::Value& f = field(root, "format");
+    nexa::require(f.is_string() && f.string == format, context, "format expected \"", format, "\" (", what, ")");
+  }
+  [[nodiscard]] std::vector<std::string> domains() const {
+    const nexa::json::Value& list = field(root, "domains");
+    nexa::require(list.is_array() && !list.array.empty(), context, "\"domains\" must be a non-empty array");
+    std::vector<std::string> out;
+    for (const auto& d : list.array) {
+      nexa::require(d.is_string(), context, "\"domains\" must hold strings");
+      out.push_back(d.string);
+    }
+    return out;
+  }
+  [[nodiscard]] LMConfig lm() const {
+    const nexa::json::Value& lm = field(root, "lm");
+    LMConfig c;
+    c.vocab = positive_integer(lm, "vocab");
+    c.d_model = positive_integer(lm, "d_model");
+    c.heads = positive_integer(lm, "heads");
+    c.layers = positive_integer(lm, "layers");
+    c.d_ff = positive_integer(lm, "d_ff");
+    c.experts = positive_integer(lm, "experts");
+    c.relative_buckets = positive_integer(lm, "relative_buckets");
+    c.relative_max_distance = positive_integer(lm, "relative_max_distance");
+    return c;
+  }
+};
 
 // A module's parameters under a name prefix (loads one part of a bigger model's file).
 template <class Module>
@@ -73,40 +135,13 @@ struct Checkpoint {
 
   // Reads DIR/config.json; every problem is a nexa::Error naming the file and the field.
   [[nodiscard]] static Checkpoint open(const std::filesystem::path& dir) {
-    const std::filesystem::path path = dir / "config.json";
-    const std::string context = nexa::detail::concat("checkpoint ", path.string());
-    const nexa::json::Value v = nexa::json::parse(examples::read_file(path, "checkpoint"), context);
-    const auto field = [&](const nexa::json::Value& obj, std::string_view key) -> const nexa::json::Value& {
-      const nexa::json::Value* f = obj.find(key);
-      nexa::require(f != nullptr, context, "missing field \"", key, "\"");
-      return *f;
-    };
-    const auto integer = [&](const nexa::json::Value& obj, std::string_view key) {
-      const nexa::json::Value& f = field(obj, key);
-      nexa::require(f.is_int64() && f.as_int64() > 0, context, "\"", key, "\" must be a positive integer");
-      return static_cast<index_t>(f.as_int64());
-    };
-    const nexa::json::Value& format = field(v, "format");
-    nexa::require(format.is_string() && format.string == kCheckpointFormat, context, "format expected \"",
-                  kCheckpointFormat, "\" (a nexa-moe checkpoint)");
+    const ConfigJson config = ConfigJson::read(dir);
+    config.require_format(kCheckpointFormat, "a nexa-moe checkpoint");
     Checkpoint c;
     c.dir = dir;
-    const nexa::json::Value& domains = field(v, "domains");
-    nexa::require(domains.is_array() && !domains.array.empty(), context, "\"domains\" must be a non-empty array");
-    for (const auto& d : domains.array) {
-      nexa::require(d.is_string(), context, "\"domains\" must hold strings");
-      c.domains.push_back(d.string);
-    }
-    const nexa::json::Value& lm = field(v, "lm");
-    c.lm.vocab = integer(lm, "vocab");
-    c.lm.d_model = integer(lm, "d_model");
-    c.lm.heads = integer(lm, "heads");
-    c.lm.layers = integer(lm, "layers");
-    c.lm.d_ff = integer(lm, "d_ff");
-    c.lm.experts = integer(lm, "experts");
-    c.lm.relative_buckets = integer(lm, "relative_buckets");
-    c.lm.relative_max_distance = integer(lm, "relative_max_distance");
-    c.classifier_max_len = static_cast<std::size_t>(integer(v, "classifier_max_len"));
+    c.domains = config.domains();
+    c.lm = config.lm();
+    c.classifier_max_len = static_cast<std::size_t>(config.positive_integer(config.root, "classifier_max_len"));
     return c;
   }
 

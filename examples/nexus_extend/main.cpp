@@ -31,6 +31,7 @@
 
 #include "../common/cli.hpp"
 #include "../common/files.hpp"
+#include "../common/format.hpp"
 #include "../common/svg_plot.hpp"
 #include "../common/threads.hpp"
 #include "../nexa_moe/checkpoint.hpp"
@@ -123,17 +124,8 @@ constexpr const char* kUsage =
     "  --threads N         CPU threads (0: all cores)                              [0]\n"
     "  --seed N                                                                     [1]\n";
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string duration(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  return s >= 60 ? nexa::detail::concat(s / 60, "m", s % 60 < 10 ? "0" : "", s % 60, "s")
-                 : nexa::detail::concat(s, "s");
-}
+using examples::duration;
+using examples::fmt;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 

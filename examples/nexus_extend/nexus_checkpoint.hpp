@@ -40,14 +40,13 @@ struct NexusCheckpoint {
     std::filesystem::create_directories(dir);
     nexa_moe::LMConfig lm = model.config();
     lm.experts = static_cast<index_t>(domains.size());
-    std::string names;
-    for (std::size_t i = 0; i < domains.size(); ++i) names += (i ? ", " : "") + nexa::json::quote(domains[i]);
     examples::write_file(
         dir / "config.json",
-        nexa::detail::concat("{\"format\": \"", kCheckpointFormat, "\", \"domains\": [", names,
-                             "], \"lm\": ", nexa_moe::lm_config_json(lm), ", \"domain_dim\": ", domain_dim,
-                             ", \"router\": {\"score_scale\": ", router.score_scale, ", \"load_balance_coef\": ",
-                             router.load_balance_coef, ", \"z_loss_coef\": ", router.z_loss_coef,
+        nexa::detail::concat("{\"format\": \"", kCheckpointFormat, "\", \"domains\": [",
+                             nexa_moe::domains_json(domains), "], \"lm\": ", nexa_moe::lm_config_json(lm),
+                             ", \"domain_dim\": ", domain_dim, ", \"router\": {\"score_scale\": ", router.score_scale,
+                             ", \"load_balance_coef\": ", router.load_balance_coef,
+                             ", \"z_loss_coef\": ", router.z_loss_coef,
                              "}, \"vocab\": \"vocab.txt\", \"classifier_vocab\": \"classifier_vocab.txt\", "
                              "\"model\": \"nexus.safetensors\"}\n"),
         "nexus-extend");
@@ -58,51 +57,19 @@ struct NexusCheckpoint {
 
   // Reads DIR/config.json; every problem is a nexa::Error naming the file and the field.
   [[nodiscard]] static NexusCheckpoint open(const std::filesystem::path& dir) {
-    const std::filesystem::path path = dir / "config.json";
-    const std::string context = nexa::detail::concat("checkpoint ", path.string());
-    const nexa::json::Value v = nexa::json::parse(examples::read_file(path, "checkpoint"), context);
-    const auto field = [&](const nexa::json::Value& obj, std::string_view key) -> const nexa::json::Value& {
-      const nexa::json::Value* f = obj.find(key);
-      nexa::require(f != nullptr, context, "missing field \"", key, "\"");
-      return *f;
-    };
-    const auto integer = [&](const nexa::json::Value& obj, std::string_view key) {
-      const nexa::json::Value& f = field(obj, key);
-      nexa::require(f.is_int64() && f.as_int64() > 0, context, "\"", key, "\" must be a positive integer");
-      return static_cast<index_t>(f.as_int64());
-    };
-    const auto number = [&](const nexa::json::Value& obj, std::string_view key) {
-      const nexa::json::Value& f = field(obj, key);
-      nexa::require(f.is_number(), context, "\"", key, "\" must be a number");
-      return f.number;
-    };
-    const nexa::json::Value& format = field(v, "format");
-    nexa::require(format.is_string() && format.string == kCheckpointFormat, context, "format expected \"",
-                  kCheckpointFormat, "\" (a nexus-extend checkpoint)");
+    const nexa_moe::ConfigJson config = nexa_moe::ConfigJson::read(dir);
+    config.require_format(kCheckpointFormat, "a nexus-extend checkpoint");
     NexusCheckpoint c;
     c.dir = dir;
-    const nexa::json::Value& domains = field(v, "domains");
-    nexa::require(domains.is_array() && !domains.array.empty(), context, "\"domains\" must be a non-empty array");
-    for (const auto& d : domains.array) {
-      nexa::require(d.is_string(), context, "\"domains\" must hold strings");
-      c.domains.push_back(d.string);
-    }
-    const nexa::json::Value& lm = field(v, "lm");
-    c.lm.vocab = integer(lm, "vocab");
-    c.lm.d_model = integer(lm, "d_model");
-    c.lm.heads = integer(lm, "heads");
-    c.lm.layers = integer(lm, "layers");
-    c.lm.d_ff = integer(lm, "d_ff");
-    c.lm.experts = integer(lm, "experts");
-    c.lm.relative_buckets = integer(lm, "relative_buckets");
-    c.lm.relative_max_distance = integer(lm, "relative_max_distance");
-    nexa::require(c.lm.experts == static_cast<index_t>(c.domains.size()), context, "\"lm\".\"experts\" (", c.lm.experts,
-                  ") must equal the number of domains (", c.domains.size(), ")");
-    c.domain_dim = integer(v, "domain_dim");
-    const nexa::json::Value& router = field(v, "router");
-    c.router.score_scale = number(router, "score_scale");
-    c.router.load_balance_coef = number(router, "load_balance_coef");
-    c.router.z_loss_coef = number(router, "z_loss_coef");
+    c.domains = config.domains();
+    c.lm = config.lm();
+    nexa::require(c.lm.experts == static_cast<index_t>(c.domains.size()), config.context, "\"lm\".\"experts\" (",
+                  c.lm.experts, ") must equal the number of domains (", c.domains.size(), ")");
+    c.domain_dim = config.positive_integer(config.root, "domain_dim");
+    const nexa::json::Value& router = config.field(config.root, "router");
+    c.router.score_scale = config.number(router, "score_scale");
+    c.router.load_balance_coef = config.number(router, "load_balance_coef");
+    c.router.z_loss_coef = config.number(router, "z_loss_coef");
     return c;
   }
 
