@@ -35,6 +35,7 @@ struct Confusion {
     return n;
   }
   [[nodiscard]] std::size_t support(std::size_t c) const {
+    nexa::require(c < labels.size(), "Confusion", "class index ", c, " out of range (", labels.size(), " classes)");
     std::size_t n = 0;
     for (const std::size_t x : counts[c]) n += x;
     return n;
@@ -47,7 +48,10 @@ struct Confusion {
   // Fraction right; NaN on an empty set.
   [[nodiscard]] double accuracy() const { return ratio(correct(), total()); }
   // Recall of class c: the fraction of its samples predicted as c; NaN when it has none.
-  [[nodiscard]] double class_accuracy(std::size_t c) const { return ratio(counts[c][c], support(c)); }
+  [[nodiscard]] double class_accuracy(std::size_t c) const {
+    const std::size_t n = support(c);  // checks c
+    return ratio(counts[c][c], n);
+  }
   // The mean of the per-class accuracies over the classes with samples (balanced accuracy).
   [[nodiscard]] double macro_accuracy() const {
     double sum = 0;

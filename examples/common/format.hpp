@@ -24,12 +24,13 @@ inline std::string duration(double seconds) {
                  : nexa::detail::concat(s, "s");
 }
 
-// A JSON array of numbers, each through `format`.
+// A JSON array of numbers, each through `format`; NaN and infinities (an empty set's accuracy)
+// become null, which JSON has and they are not.
 inline std::string json_array(const std::vector<double>& v, const char* format = "%.4f") {
   std::string out = "[";
   for (std::size_t i = 0; i < v.size(); ++i) {
     if (i > 0) out += ',';
-    out += fmt(format, v[i]);
+    out += std::isfinite(v[i]) ? fmt(format, v[i]) : std::string("null");
   }
   return out + "]";
 }

@@ -266,7 +266,9 @@ int run(const Options& opt) {
        .d_ff = opt.d_ff,
        .dropout = opt.dropout,
        .mz_bins = opt.binning.mz_bins,
-       .intensity_bins = opt.binning.intensity_bins},
+       .intensity_bins = opt.binning.intensity_bins,
+       .mz_bin_width = opt.binning.mz_bin_width,
+       .tied_mz = !opt.untied_mz},
       rng);
   model.set_training(true);
   index_t params = 0;
@@ -315,6 +317,8 @@ int run(const Options& opt) {
   std::mt19937_64 order_rng(opt.seed), mask_rng(opt.seed + 1);
   std::vector<std::size_t> order(split.train.size());
   std::size_t cursor = order.size();
+  // Spectra per step: --batch, or the whole training set when it is smaller.
+  const index_t spectra_per_step = std::min<index_t>(opt.batch, static_cast<index_t>(order.size()));
   record_valid(0);  // the untrained model: where the curves start
   const double train_start = seconds();
   double window_loss = 0, window_n = 0;
@@ -323,7 +327,7 @@ int run(const Options& opt) {
   for (index_t step = 1; step <= opt.steps; ++step) {
     std::vector<const nexa_spec::Peaks*> spectra;
     std::vector<std::vector<index_t>> masks;
-    while (static_cast<index_t>(spectra.size()) < std::min<index_t>(opt.batch, static_cast<index_t>(order.size()))) {
+    while (static_cast<index_t>(spectra.size()) < spectra_per_step) {
       if (cursor == order.size()) {  // a new epoch in a new order
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
         for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[order_rng() % i]);
@@ -356,8 +360,8 @@ int run(const Options& opt) {
           "step %lld/%lld  masked loss %.3f  train acc m/z %.3f intensity %.3f  %.1f spectra/s  "
           "lr %.2e  left %s\n",
           static_cast<long long>(step), static_cast<long long>(opt.steps), mean, window_acc.mz_acc(),
-          window_acc.intensity_acc(), static_cast<double>(step) * static_cast<double>(opt.batch) / elapsed, opt_w.lr(),
-          duration(per_step * static_cast<double>(opt.steps - step)).c_str());
+          window_acc.intensity_acc(), static_cast<double>(step) * static_cast<double>(spectra_per_step) / elapsed,
+          opt_w.lr(), duration(per_step * static_cast<double>(opt.steps - step)).c_str());
       std::fflush(stdout);
       log += concat("{\"event\": \"train\", \"step\": ", step, ", \"loss\": ", fmt("%.5f", mean),
                     ", \"mz_acc\": ", fmt("%.5f", window_acc.mz_acc()),
@@ -437,7 +441,7 @@ int run(const Options& opt) {
       "  training %s (%.1f spectra/s), total %s\n",
       final_eval.loss, final_eval.mz_loss, final_eval.intensity_loss, split.train.size(), split.valid.size(),
       static_cast<long long>(params), duration(train_seconds).c_str(),
-      static_cast<double>(opt.steps * opt.batch) / train_seconds, duration(seconds()).c_str());
+      static_cast<double>(opt.steps * spectra_per_step) / train_seconds, duration(seconds()).c_str());
   std::printf("wrote %s (train.jsonl, curves.svg, summary.json, checkpoint/)\n", opt.out.string().c_str());
   return 0;
 }

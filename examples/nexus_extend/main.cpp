@@ -377,7 +377,10 @@ int run(const Options& opt) {
       const auto t_step = Clock::now();
       const lm_data::Batch b = batches.next();
       double supervised = 0;  // the routing cross-entropy, averaged over layers
-      // Token weights from the whole batch, so that its parts (replay, MED) add up to its loss.
+      // The routing cross-entropy takes its token weights from the whole batch, so its parts
+      // (replay, MED) add up to the batch's; the LM loss is a mean per part, so with
+      // --replay-trains routers the two parts weigh alike and the LM term about twice the routing
+      // term.
       const std::vector<double> divisors =
           nexus_extend::routing_divisors(b, static_cast<std::size_t>(experts), opt.route_balance);
       const auto run_rows = [&](const lm_data::Batch& rows) {

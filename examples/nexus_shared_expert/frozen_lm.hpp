@@ -163,6 +163,7 @@ struct InitResult {
   if (name.rfind("top", 0) != 0 || name.size() == 3) return false;
   for (std::size_t i = 3; i < name.size(); ++i)
     if (name[i] < '0' || name[i] > '9') return false;
+  if (name.size() > 3 + 9) return false;  // more experts than any model has (and std::stol's range)
   const long m = std::stol(name.substr(3));
   return m >= 1 && m <= experts;
 }

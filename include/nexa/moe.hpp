@@ -40,6 +40,7 @@
 #include "nexa/lora/adapters_io.hpp"
 #include "nexa/lora/lora_expert.hpp"
 #include "nexa/lora/lora_linear.hpp"
+#include "nexa/lora/qlora_expert.hpp"
 #include "nexa/moe/shared_expert_init.hpp"
 #include "nexa/moe/upcycling.hpp"
 #include "nexa/quant/quantized_expert.hpp"

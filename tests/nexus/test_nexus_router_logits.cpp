@@ -52,7 +52,10 @@ TEST_CASE("NexusRouter::backward_logits: gradients of a loss on the logits check
 
 TEST_CASE("NexusRouter::backward equals backward_logits of the routing head's dL/dlogits") {
   nexa::Rng rng(711);
-  Router a(config, rng);
+  nexa::RouterConfig with_aux = config;  // the auxiliary losses' gradients ride on dL/dlogits too
+  with_aux.load_balance_coef = 0.01;
+  with_aux.z_loss_coef = 0.001;
+  Router a(with_aux, rng);
   Router b = a;
   auto x = Tensor<double>::randn({8, 6}, rng);
   const auto dw = Tensor<double>::randn({8, 1}, rng);
@@ -65,4 +68,5 @@ TEST_CASE("NexusRouter::backward equals backward_logits of the routing head's dL
   CHECK(dxa.to_host() == dxb.to_host());
   CHECK(a.down_proj.grad.to_host() == b.down_proj.grad.to_host());
   CHECK(a.gate_proj.grad.to_host() == b.gate_proj.grad.to_host());
+  CHECK(a.up_proj.grad.to_host() == b.up_proj.grad.to_host());
 }

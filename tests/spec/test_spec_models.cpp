@@ -195,11 +195,23 @@ void check_encoder(bool tied) {
   };
   spec_models_test::check_all_params(model, value);
 
-  // The [CLS] row is the spectrum embedding: padding does not change the first spectrum's.
+  // Padding is invisible: other values in the padded slots leave every non-padding row (the
+  // [CLS] rows, the spectrum embeddings, included) as it was.
   model.set_training(false);
   Model::Cache c;
   const Tensor<double> hidden = model.encode(x, c);
   CHECK(hidden.shape() == nexa::Shape{B, S, 8});
+  std::vector<double> other_mz = mz, other_intensity = intensity;
+  for (index_t s = 7; s < S; ++s) other_mz[S + s] = 1500.0 + s, other_intensity[S + s] = 0.9;
+  Model::Tokens other = x;
+  other.mz = Tensor<double>::from_host({B, S}, other_mz);
+  other.intensity = Tensor<double>::from_host({B, S}, other_intensity);
+  Model::Cache c_other;
+  const Tensor<double> hidden_other = model.encode(other, c_other);
+  for (index_t t = 0; t < B * S; ++t) {
+    if (padding[t] == 0) continue;
+    for (index_t k = 0; k < 8; ++k) CHECK(hidden_other.data()[t * 8 + k] == doctest::Approx(hidden.data()[t * 8 + k]));
+  }
   Model::Tokens empty = x;
   empty.masked.clear();
   CHECK_THROWS_AS((void)model.forward(empty, c), nexa::Error);

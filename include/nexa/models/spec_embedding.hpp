@@ -36,7 +36,7 @@ struct SpecEmbeddingConfig {
   double max_wavelength = 10000.0;
   index_t intensity_hidden = 32;  // width of the intensity MLP's hidden layer
   index_t token_types = 4;        // e.g. peak, precursor, [CLS], [MASK]
-  double init_std = 0.02;         // token-type embeddings and the projections
+  double init_std = 0.02;         // the token-type embeddings (the linears keep Linear's default init)
 };
 
 inline void check_fourier_config(const SpecEmbeddingConfig& c) {
