@@ -13,10 +13,14 @@
 #include <vector>
 
 #include "../common/lm_data.hpp"
+#include "lm.hpp"
 #include "nexa/core/rng.hpp"
 #include "nexa/moe/sequence_router.hpp"
 
 namespace nexa_moe {
+
+// An LM batch as the models' step takes it (views; the batch must outlive them).
+inline TokenBatch token_batch(const lm_data::Batch& b) { return {b.ids.cview(), b.targets.cview(), b.mask.cview()}; }
 
 inline constexpr std::int32_t kRoutedDomains = 3;  // PHYS, BIO, MAT: the experts, in that order
 

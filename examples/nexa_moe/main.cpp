@@ -35,6 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using nexa::index_t;
 using nexa_moe::kRoutedDomains;
+using nexa_moe::token_batch;
 using namespace nexa_moe::report;
 using Clock = std::chrono::steady_clock;
 
@@ -93,8 +94,6 @@ index_t count_params(Model& m, bool trainable_only = false) {
   m.visit_params([&](const std::string&, auto& p) { n += (!trainable_only || p.trainable) ? p.value.numel() : 0; });
   return n;
 }
-
-nexa_moe::TokenBatch token_batch(const lm_data::Batch& b) { return {b.ids.cview(), b.targets.cview(), b.mask.cview()}; }
 
 void set_router_scope(nexa_moe::DomainRouter& router, const std::string& scope) {
   const index_t layers = router.classifier.config().layers;

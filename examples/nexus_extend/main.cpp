@@ -129,7 +129,7 @@ using examples::fmt;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-nexa_moe::TokenBatch token_batch(const lm_data::Batch& b) { return {b.ids.cview(), b.targets.cview(), b.mask.cview()}; }
+using nexa_moe::token_batch;
 
 // Validation loss per domain and the routing of every layer.
 struct Evaluation {

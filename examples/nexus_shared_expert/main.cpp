@@ -89,7 +89,7 @@ constexpr const char* kUsage =
     "  --threads N         CPU threads (0: all cores)                               [0]\n"
     "  --seed N            batches and the random initialisation                    [1]\n";
 
-nexa_moe::TokenBatch token_batch(const lm_data::Batch& b) { return {b.ids.cview(), b.targets.cview(), b.mask.cview()}; }
+using nexa_moe::token_batch;
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;

@@ -138,9 +138,6 @@ int run(const Options& opt) {
     for (const std::size_t i : indices) texts.push_back(data.headwords[i]);
     return nexa_moe::classifier_batch(wordpiece, texts, ckpt.classifier_max_len);
   };
-  const auto token_batch = [](const lm_data::Batch& b) -> nexa_moe::TokenBatch {
-    return {b.ids.cview(), b.targets.cview(), b.mask.cview()};
-  };
   // Mean loss per definition token over the validation pairs.
   const auto evaluate = [&](auto& lm, const qlora_task::TaskData& data) {
     lm.set_training(false);
@@ -149,7 +146,7 @@ int run(const Options& opt) {
     for (std::size_t i = 0; i < all.size(); i += 32) {
       const std::span<const std::size_t> idx(all.data() + i, std::min<std::size_t>(32, all.size() - i));
       const lm_data::Batch b = qlora_task::task_batch(data, idx);
-      const nexa_moe::StepLoss l = qlora_lm::routed_step(lm, route_batch(data, idx), token_batch(b), false);
+      const nexa_moe::StepLoss l = qlora_lm::routed_step(lm, route_batch(data, idx), nexa_moe::token_batch(b), false);
       sum += l.lm * static_cast<double>(l.targets);
       count += static_cast<double>(l.targets);
     }
@@ -218,7 +215,7 @@ int run(const Options& opt) {
       const std::vector<std::size_t>& idx = order[next++];
       const lm_data::Batch b = qlora_task::task_batch(train, idx);
       const auto t0 = Clock::now();
-      const nexa_moe::StepLoss l = qlora_lm::routed_step(lm, route_batch(train, idx), token_batch(b), true);
+      const nexa_moe::StepLoss l = qlora_lm::routed_step(lm, route_batch(train, idx), nexa_moe::token_batch(b), true);
       (void)nexa::train::clip_grad_norm(lm, opt.clip);
       opt_state.set_lr(lr * schedule(step - 1));
       opt_state.step();
