@@ -15,16 +15,17 @@ endif()
 
 # nexa_cuda_target(<target> [ARCHITECTURES <sm>...]): the settings every nexa CUDA executable
 # (tests, benchmarks) uses.
-#  - sm_80 and sm_90 (A100, H100) unless ARCHITECTURES narrows them, C++20 (-std=c++20 by hand:
+#  - sm_80 and sm_90 (A100, H100; NEXA_CUDA_ARCHITECTURES) unless ARCHITECTURES narrows them, C++20 (-std=c++20 by hand:
 #    see above);
 #  - every nvcc and host-compiler warning an error; Eigen's nvcc-only pragmas are unknown to g++;
 #  - the host code of .cu files sees the same OpenMP nexa headers as the C++ sources do;
 #  - the shared CUDA runtime: CUDA::cudart is the shared one, and a second, static runtime in
 #    the same process (CMake's default for CUDA targets) would hold its own state.
+set(NEXA_CUDA_ARCHITECTURES "80;90" CACHE STRING "GPU architectures of the CUDA tests (a single one halves nvcc's time)")
 function(nexa_cuda_target target)
   cmake_parse_arguments(arg "" "" "ARCHITECTURES" ${ARGN})
   if(NOT arg_ARCHITECTURES)
-    set(arg_ARCHITECTURES 80 90)
+    set(arg_ARCHITECTURES ${NEXA_CUDA_ARCHITECTURES})
   endif()
   set(flags -std=c++20 --Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Wno-unknown-pragmas,-Werror)
   if(OpenMP_CXX_FOUND)
