@@ -63,4 +63,11 @@ concept QuantFormat = requires(const typename F::tensor_type& q, TensorView<cons
 template <class Format, class D>
 struct QuantizedGemmKernel;
 
+// Whether QuantizedGemmKernel<Format, D> computes in T: every format and T on the CPU; on CUDA
+// only NF4 (either NF4Format) in float. Modules static_assert it with a message naming the gap.
+template <class Format, class T, class D>
+inline constexpr bool has_quantized_gemm = std::same_as<D, cpu> ||
+                                           (std::same_as<typename Format::tensor_type, NF4Tensor> &&
+                                            std::same_as<T, float>);
+
 }  // namespace nexa::quant

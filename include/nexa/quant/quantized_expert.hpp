@@ -12,6 +12,10 @@
 // backward_into gives dx only. bytes() is its storage; with NF4 and double quantisation about
 // 0.516 bytes per parameter (0.5 for the codes, 1/64 for the 8-bit absmax codes, 4/16384 for
 // their float absmax).
+// With D = nexa::cuda (NF4 in float; include nexa/backend/cuda.hpp) the codes and statistics are
+// also placed on the device and the GEMMs run there (QuantizedGemmKernel<NF4, cuda>,
+// backend/cuda/nf4.hpp); a cuda dense expert's weights are copied to the host and quantised
+// there, as on the CPU, so both devices hold the same codes. Int8 and MXFP4 have no device kernels.
 #include <concepts>
 #include <cstddef>
 #include <string>
@@ -32,9 +36,9 @@ namespace quant_detail {
 template <class A>
 using ExpertAct = t5_pass::ExpertAct<A>;
 
-template <class Format, class T>
-typename Format::tensor_type quantize_param(const Param<T, cpu>& p) {
-  if constexpr (std::same_as<T, float>) {
+template <class Format, class T, class D>
+typename Format::tensor_type quantize_param(const Param<T, D>& p) {
+  if constexpr (std::same_as<T, float> && std::same_as<D, cpu>) {
     return Format::quantize(p.value.cview());
   } else {
     const auto host = p.value.to_host();
@@ -46,9 +50,12 @@ typename Format::tensor_type quantize_param(const Param<T, cpu>& p) {
 
 template <class Act, class T0, class D0, quant::QuantFormat Format, class T, class D>
 class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
-  static_assert(std::same_as<D, cpu>, "QuantizedExpert: quantised weights are implemented on the CPU only");
+  static_assert(std::same_as<D, cpu> || std::same_as<typename Format::tensor_type, quant::NF4Tensor>,
+                "QuantizedExpert on CUDA: only NF4 weights have device kernels (Int8 and MXFP4 run on the CPU only)");
+  static_assert(quant::has_quantized_gemm<Format, T, D>, "QuantizedExpert on CUDA: NF4 weights compute in float");
   static constexpr bool gated = quant_detail::ExpertAct<Act>::gated;
   using Pass = t5_pass::T5ExpertPass<Act, T, D>;
+  using Kernel = quant::QuantizedGemmKernel<Format, D>;  // CPU: quant/quantized_gemm.hpp; CUDA: backend/cuda/nf4.hpp
 
  public:
   using Config = ExpertConfig;
@@ -70,6 +77,9 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
       wi_ = quant_detail::quantize_param<Format>(dense.wi);
     }
     wo_ = quant_detail::quantize_param<Format>(dense.wo);
+    wi_placed_ = Kernel::place(wi_);
+    if constexpr (gated) wi_1_placed_ = Kernel::place(wi_1_);
+    wo_placed_ = Kernel::place(wo_);
   }
 
   [[nodiscard]] const Config& config() const { return config_; }
@@ -100,7 +110,13 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
     DenseT dense(config_, rng);
     auto load = [](Param<T, D>& p, const Storage& q) {
       const auto w = quant::dequantize<Format>(q);
-      for (index_t i = 0; i < w.numel(); ++i) p.value.data()[i] = static_cast<T>(w.data()[i]);
+      if constexpr (std::same_as<D, cpu>) {
+        for (index_t i = 0; i < w.numel(); ++i) p.value.data()[i] = static_cast<T>(w.data()[i]);
+      } else {
+        std::vector<T> host(static_cast<std::size_t>(w.numel()));
+        for (index_t i = 0; i < w.numel(); ++i) host[static_cast<std::size_t>(i)] = static_cast<T>(w.data()[i]);
+        p.value = Tensor<T, D>::from_host(p.value.shape(), host);
+      }
     };
     if constexpr (gated) {
       load(dense.wi_0, wi_);
@@ -138,11 +154,11 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
   // One linear against its quantised weight, as the pass (moe/t5_expert_pass.hpp) runs it here
   // and in LoRA<QuantizedExpert>: out = in W^T, and din = dout W + beta din (no gradient for W).
   void apply_linear(T5Linear which, TensorView<const T, D> in, TensorView<T, D> out) const {
-    quant::gemm_x_wt<Format>(storage(which), in, out, T(0), tile_rows_);
+    Kernel::template x_wt<T>(storage(which), placed(which), in, out, T(0), tile_rows_);
   }
   void backward_linear(T5Linear which, TensorView<const T, D> /*in*/, TensorView<const T, D> dout, TensorView<T, D> din,
                        T beta) const {
-    quant::gemm_dy_w<Format>(storage(which), dout, din, beta, tile_rows_);
+    Kernel::template dy_w<T>(storage(which), placed(which), dout, din, beta, tile_rows_);
   }
 
   // No parameters (see the header comment).
@@ -154,10 +170,17 @@ class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
   [[nodiscard]] const Storage& storage(T5Linear which) const {
     return which == T5Linear::wi ? wi_ : which == T5Linear::wi_1 ? wi_1_ : wo_;
   }
+  [[nodiscard]] const typename Kernel::Placed& placed(T5Linear which) const {
+    return which == T5Linear::wi ? wi_placed_ : which == T5Linear::wi_1 ? wi_1_placed_ : wo_placed_;
+  }
 
   Config config_;
   Dropout<T, D> dropout_;
-  Storage wi_, wi_1_, wo_;  // wi_ is wi_0 when gated; wi_1_ is empty unless gated
+  Storage wi_, wi_1_, wo_;  // wi_ is wi_0 when gated; wi_1_ is empty unless gated (on the host, the reference)
+  // Where D computes from (on the CPU nothing; on CUDA the device copies; wi_1_placed_ empty unless gated).
+  [[no_unique_address]] typename Kernel::Placed wi_placed_;
+  [[no_unique_address]] typename Kernel::Placed wi_1_placed_;
+  [[no_unique_address]] typename Kernel::Placed wo_placed_;
   index_t tile_rows_ = quant::default_tile_rows;
 };
 

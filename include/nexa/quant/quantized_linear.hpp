@@ -41,6 +41,9 @@ using quant::NF4Format;
 template <quant::QuantFormat Format, class T = float, class D = cpu>
 class QuantizedLinear {
   // On CUDA: NF4 in float (backend/cuda/nf4.hpp); other formats have no device kernels yet.
+  static_assert(quant::has_quantized_gemm<Format, T, D>,
+                "QuantizedLinear on CUDA: only NF4 weights in float have device kernels (Int8 and MXFP4 run on the "
+                "CPU only)");
   using Kernel = quant::QuantizedGemmKernel<Format, D>;
 
  public:
