@@ -1,10 +1,11 @@
-// Attention<FlashScores> and RelativePositionBias with D = cuda against the same modules on the
-// CPU: same seed, same parameters, fresh random inputs; forward output, dx, d(position bias) and
-// every parameter gradient, with padding (trailing, leading and a sequence of padding only), causal
-// masks and T5's relative bias. Gradients (and the caller's d_position_bias, which backward
-// accumulates into) start at random values, so accumulation is checked too. The device flash
-// kernel stores float (or 16-bit), so the module is compared in float; the bias module gathers and
-// sums in any T and is compared in float and double, bit for bit.
+// Attention<FlashScores>, Attention<FullScores> (whose device core is the flash kernel) and
+// RelativePositionBias with D = cuda against the same modules on the CPU (FullScores against its
+// host core, which materialises the probabilities): same seed, same parameters, fresh random inputs; forward output,
+// dx, d(position bias) and every parameter gradient, with padding (trailing, leading and a sequence of padding only),
+// causal masks and T5's relative bias. Gradients (and the caller's d_position_bias, which backward accumulates into)
+// start at random values, so accumulation is checked too. The device flash kernel stores float (or 16-bit), so the
+// module is compared in float; the bias module gathers and sums in any T and is compared in float and double, bit for
+// bit.
 #include <cstdint>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "module_support.hpp"
 
 #include "nexa/attention/flash_attention.hpp"
+#include "nexa/attention/full_attention.hpp"
 #include "nexa/attention/relative_position_bias.hpp"
 
 using namespace nexa_test;
@@ -46,7 +48,9 @@ struct Case {
   bool causal, padding, relative_bias, t5;  // t5: no projection biases, no scaling
 };
 
+template <class Scores>
 void compare_attention(const Case& c, std::uint64_t seed) {
+  CAPTURE(Scores::name);
   CAPTURE(c.batch);
   CAPTURE(c.seq);
   CAPTURE(c.causal);
@@ -54,8 +58,8 @@ void compare_attention(const Case& c, std::uint64_t seed) {
   CAPTURE(c.relative_bias);
   CAPTURE(c.t5);
   using T = float;
-  using CpuAttention = nexa::Attention<nexa::FlashScores<>, T, nexa::cpu>;
-  using GpuAttention = nexa::Attention<nexa::FlashScores<>, T, nexa::cuda>;
+  using CpuAttention = nexa::Attention<Scores, T, nexa::cpu>;
+  using GpuAttention = nexa::Attention<Scores, T, nexa::cuda>;
   const index_t B = c.batch, S = c.seq, hidden = 48, heads = 4;
   const nexa::AttentionConfig config{
       .hidden = hidden, .heads = heads, .causal = c.causal, .bias = !c.t5, .scale = !c.t5, .init_std = 0.1};
@@ -127,19 +131,33 @@ void compare_relative_bias(index_t S, bool bidirectional, std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("cuda Attention<FlashScores> matches the CPU: output, dx, d(position bias), every gradient") {
-  compare_attention({.batch = 2, .seq = 19, .causal = false, .padding = false, .relative_bias = false, .t5 = false},
-                    401);
-  compare_attention({.batch = 4, .seq = 37, .causal = false, .padding = true, .relative_bias = true, .t5 = true}, 402);
-  compare_attention({.batch = 4, .seq = 70, .causal = true, .padding = true, .relative_bias = true, .t5 = true}, 403);
-  compare_attention({.batch = 3, .seq = 1, .causal = true, .padding = false, .relative_bias = true, .t5 = false}, 404);
-  compare_attention({.batch = 1, .seq = 130, .causal = true, .padding = false, .relative_bias = false, .t5 = false},
-                    405);
+template <class Scores>
+void compare_attention_cases() {
+  compare_attention<Scores>(
+      {.batch = 2, .seq = 19, .causal = false, .padding = false, .relative_bias = false, .t5 = false}, 401);
+  compare_attention<Scores>(
+      {.batch = 4, .seq = 37, .causal = false, .padding = true, .relative_bias = true, .t5 = true}, 402);
+  compare_attention<Scores>({.batch = 4, .seq = 70, .causal = true, .padding = true, .relative_bias = true, .t5 = true},
+                            403);
+  compare_attention<Scores>(
+      {.batch = 3, .seq = 1, .causal = true, .padding = false, .relative_bias = true, .t5 = false}, 404);
+  compare_attention<Scores>(
+      {.batch = 1, .seq = 130, .causal = true, .padding = false, .relative_bias = false, .t5 = false}, 405);
 }
 
-TEST_CASE("cuda Attention<FlashScores>: applied attention dropout and bad flags raise") {
+TEST_CASE("cuda Attention<FlashScores> matches the CPU: output, dx, d(position bias), every gradient") {
+  compare_attention_cases<nexa::FlashScores<>>();
+}
+
+TEST_CASE("cuda Attention<FullScores> (flash core) matches the CPU's materialised softmax") {
+  compare_attention_cases<nexa::FullScores>();
+}
+
+template <class Scores>
+void check_device_refusals() {
+  CAPTURE(Scores::name);
   nexa::Rng rng(406);
-  nexa::Attention<nexa::FlashScores<>, float, nexa::cuda> gpu({.hidden = 16, .heads = 2, .dropout = 0.1}, rng);
+  nexa::Attention<Scores, float, nexa::cuda> gpu({.hidden = 16, .heads = 2, .dropout = 0.1}, rng);
   const auto x = DeviceTensor<float>::randn({2, 5, 16}, rng);
   typename decltype(gpu)::Cache cache;
   gpu.set_training(true);
@@ -150,6 +168,11 @@ TEST_CASE("cuda Attention<FlashScores>: applied attention dropout and bad flags 
   flags[7] = 2;
   const auto bad = DeviceTensor<std::int32_t>::from_host({2, 5}, flags);
   CHECK_THROWS_AS((void)gpu.forward(x.cview(), bad.cview(), cache), nexa::Error);
+}
+
+TEST_CASE("cuda attention: applied attention dropout and bad flags raise") {
+  check_device_refusals<nexa::FlashScores<>>();
+  check_device_refusals<nexa::FullScores>();
 }
 
 TEST_CASE("cuda RelativePositionBias matches the CPU bit for bit: lookup and bucket gradient") {

@@ -108,8 +108,8 @@ struct AttentionGrads {
 template <class Scores, class T = float, class D = cpu>
 class Attention {
   static_assert(std::same_as<D, cpu> || attention_runs_on_device<Scores>,
-                "Attention: on a device other than cpu only FlashScores runs (FullScores and "
-                "LocalGlobalScores compute their cores with host loops)");
+                "Attention: on a device other than cpu only FlashScores and FullScores run ("
+                "LocalGlobalScores computes its core with host loops)");
 
  public:
   using Config = AttentionConfig;

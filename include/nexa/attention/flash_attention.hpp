@@ -31,7 +31,7 @@
 #include <Eigen/Core>
 
 #include "nexa/attention/attention.hpp"
-#include "nexa/attention/full_attention.hpp"
+#include "nexa/attention/score_rows.hpp"
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/scalar.hpp"
 #include "nexa/core/tensor.hpp"

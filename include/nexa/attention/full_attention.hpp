@@ -17,11 +17,12 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
-#include <Eigen/Core>
-
 #include "nexa/attention/attention.hpp"
+#include "nexa/attention/flash_attention.hpp"
+#include "nexa/attention/score_rows.hpp"
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/scalar.hpp"
 #include "nexa/core/tensor.hpp"
@@ -30,64 +31,52 @@
 namespace nexa {
 
 namespace attention_detail {
-
-// In-place softmax of one row, computed in acc_t<T>. For float and double the exponentials are
-// Eigen's vectorised ones; weights below the smallest normal (masked keys among them) are exactly
-// 0, as std::exp would give up to a subnormal.
-template <class T>
-void softmax_row(T* row, index_t n) {
-  using A = acc_t<T>;
-  if constexpr (std::same_as<T, A>) {
-    using Array = Eigen::Array<A, Eigen::Dynamic, 1>;
-    Eigen::Map<Array> r(row, n);
-    // exp first, vectorised (a select around exp() would evaluate it one element at a time),
-    // then flush what lies below the smallest normal: Eigen's exp clamps its argument, so a
-    // masked score would otherwise come out as a tiny positive weight instead of 0.
-    r -= r.maxCoeff();
-    r = r.exp();
-    for (index_t j = 0; j < n; ++j)
-      if (row[j] < std::numeric_limits<A>::min()) row[j] = A(0);
-    r *= A(1) / r.sum();
-    return;
-  }
-  A mx = A(row[0]);
-  for (index_t j = 1; j < n; ++j) mx = std::max(mx, A(row[j]));
-  A sum = 0;
-  for (index_t j = 0; j < n; ++j) {
-    const A e = std::exp(A(row[j]) - mx);
-    row[j] = static_cast<T>(e);
-    sum += e;
-  }
-  const A inv = A(1) / sum;
-  for (index_t j = 0; j < n; ++j) row[j] = static_cast<T>(A(row[j]) * inv);
-}
-
-// Sums per-(batch, head) partial relative-bias gradients [B * heads, 2S - 1] into d_bias
-// [heads, 2S - 1] in batch order: deterministic whatever the thread count.
-template <class T>
-void reduce_bias_grad(const std::vector<T>& partial, index_t B, index_t H, index_t S, T* d_bias) {
-  const index_t R = 2 * S - 1;
-  for (index_t h = 0; h < H; ++h)
-    for (index_t b = 0; b < B; ++b) {
-      const T* src = partial.data() + (b * H + h) * R;
-      for (index_t r = 0; r < R; ++r) d_bias[h * R + r] += src[r];
-    }
-}
-
+template <class T, class D>
+struct FullSaved {
+  Tensor<T, D> probs;  // [B, heads, S, S], before dropout
+};
 }  // namespace attention_detail
 
+// On a device the same function is computed by the FlashAttention-2 kernel: softmax over the
+// visible keys (a masked key's weight is exactly 0 in both), uniform weights for a query that sees
+// no key, the same relative bias and its gradient; O(S) memory instead of the [S, S]
+// probabilities. Attention dropout is not applied there (FlashScores raises when it would be).
 struct FullScores {
   static constexpr const char* name = "FullAttention";
   // A causal query sees every earlier non-padding key, so KV-cache decoding computes the same.
   static constexpr bool decodes_incrementally = true;
+  static constexpr bool runs_on_device = true;
+  using DeviceCore = FlashScores<>;
 
   template <class T, class D>
-  struct Saved {
-    Tensor<T, D> probs;  // [B, heads, S, S], before dropout
-  };
+  using Saved = std::conditional_t<std::same_as<D, cpu>, attention_detail::FullSaved<T, D>,
+                                   typename DeviceCore::template Saved<T, D>>;
 
   template <class T, class D>
   static void forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
+    if constexpr (!std::same_as<D, cpu>) {
+      require(!p.dropout_applied(), name,
+              "attention dropout is not implemented on this device (its core is the flash kernel): expected dropout "
+              "0 or set_training(false), got an applied dropout call");
+      DeviceCore::forward(p, saved, context);
+    } else {
+      host_forward(p, saved, context);
+    }
+  }
+
+  template <class T, class D>
+  static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
+                       AttentionGrads<T> g) {
+    if constexpr (!std::same_as<D, cpu>) {
+      DeviceCore::backward(p, saved, dcontext, g);
+    } else {
+      host_backward(p, saved, dcontext, g);
+    }
+  }
+
+ private:
+  template <class T, class D>
+  static void host_forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     const index_t B = p.batch, H = p.heads, S = p.seq, dh = p.head_dim;
     saved.probs = Tensor<T, D>::uninitialized({B, H, S, S});
     T* probs = saved.probs.data();
@@ -124,8 +113,8 @@ struct FullScores {
   }
 
   template <class T, class D>
-  static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
-                       AttentionGrads<T> g) {
+  static void host_backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
+                            AttentionGrads<T> g) {
     using A = acc_t<T>;
     const index_t B = p.batch, H = p.heads, S = p.seq, dh = p.head_dim, R = 2 * S - 1;
     std::vector<T> bias_partial(g.d_relative_bias ? static_cast<std::size_t>(B * H * R) : 0, T(0));

@@ -41,7 +41,7 @@
 #include <vector>
 
 #include "nexa/attention/attention.hpp"
-#include "nexa/attention/full_attention.hpp"  // attention_detail::softmax_row, reduce_bias_grad
+#include "nexa/attention/score_rows.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/scalar.hpp"
