@@ -14,6 +14,7 @@
 #include "nexa/moe/config.hpp"
 #include "nexa/moe/routing_head.hpp"
 #include "nexa/nn/activation.hpp"
+#include "nexa/ops/elementwise.hpp"
 #include "nexa/ops/gemm.hpp"
 
 namespace nexa {
@@ -21,7 +22,6 @@ namespace nexa {
 template <int K, class T = float, class D = cpu>
 class NexusRouter {
   static_assert(K >= 1, "NexusRouter: K must be at least 1");
-  static_assert(std::same_as<D, cpu>, "NexusRouter: only the CPU backend implements it yet");
 
  public:
   using A = acc_t<T>;
@@ -78,8 +78,8 @@ class NexusRouter {
             config_.domain_dim, " values, got shape ", d.shape());
     const index_t n = config_.num_experts, dim = config_.domain_dim;
     auto grown = Tensor<A, D>::uninitialized({n + 1, dim});
-    std::copy_n(domain_embeddings.value.data(), n * dim, grown.data());
-    std::copy_n(d.data(), dim, grown.data() + n * dim);
+    ops::copy(domain_embeddings.value.cview(), TensorView<A, D>(grown.data(), {n, dim}));
+    ops::copy(d, TensorView<A, D>(grown.data() + n * dim, {dim}));
     domain_embeddings = Param<A, D>(std::move(grown), domain_embeddings.trainable);
     ++config_.num_experts;
   }
@@ -125,11 +125,8 @@ class NexusRouter {
     if (down_proj.trainable) ops::gemm(d_emb, Trans::T, cache.hidden, Trans::N, down_proj.grad, A(1), A(1));
     auto d_gate = ops::matmul(d_emb, Trans::N, down_proj.value, Trans::N);  // dL/dhidden, then dL/dgate
     auto d_up = Tensor<A, D>::uninitialized(d_gate.shape());
-    for (index_t i = 0; i < d_gate.numel(); ++i) {
-      const A g = cache.gate.data()[i], dh = d_gate.data()[i];
-      d_up.data()[i] = dh * Silu::value(g);
-      d_gate.data()[i] = dh * cache.up.data()[i] * Silu::derivative(g);
-    }
+    ActivationKernel<D>::template gated_backward<Silu>(d_gate.numel(), cache.gate.data(), cache.up.data(),
+                                                       d_gate.data(), d_up.data());
     if (gate_proj.trainable) ops::gemm(d_gate, Trans::T, domain_embeddings.value, Trans::N, gate_proj.grad, A(1), A(1));
     if (up_proj.trainable) ops::gemm(d_up, Trans::T, domain_embeddings.value, Trans::N, up_proj.grad, A(1), A(1));
     if (domain_embeddings.trainable) {
@@ -154,8 +151,8 @@ class NexusRouter {
     cache.gate = ops::matmul(domain_embeddings.value, Trans::N, gate_proj.value, Trans::T);
     cache.up = ops::matmul(domain_embeddings.value, Trans::N, up_proj.value, Trans::T);
     cache.hidden = Tensor<A, D>::uninitialized(cache.gate.shape());
-    for (index_t i = 0; i < cache.gate.numel(); ++i)
-      cache.hidden.data()[i] = Silu::value(cache.gate.data()[i]) * cache.up.data()[i];
+    ActivationKernel<D>::template gated_forward<Silu>(cache.gate.numel(), cache.gate.data(), cache.up.data(),
+                                                      cache.hidden.data());
     cache.embeddings = ops::matmul(cache.hidden, Trans::N, down_proj.value, Trans::T);
   }
 
