@@ -1,11 +1,13 @@
-// QuantizedExpert<T5FFN<Act>, NF4> with D = cuda against the same expert on the CPU: same seed,
-// so the same dense weights and the same NF4 codes (quantised on the host on both devices);
+// QuantizedExpert<T5FFN<Act>, Format> with D = cuda against the same expert on the CPU: same
+// seed, so the same dense weights and the same codes (quantised on the host on both devices);
 // forward_into and backward_into on fresh random inputs with outputs poisoned, plain (Relu, Gelu)
 // and gated (GatedGelu), with and without dropout, one and several weight tiles. Then an MoE
-// layer of NF4 experts (top-2 Relu, top-1 gated) on both devices: forward output, auxiliary
-// loss, dx and the router's gradients; and with_quantized_experts on a cuda layer.
+// layer of quantised experts (NF4 top-2 Relu, NF4 top-1 gated, Int8, MXFP4) on both devices:
+// forward output, auxiliary loss, dx and the router's gradients; with_quantized_experts on a cuda
+// layer. Int8 and MXFP4 (backend/cuda/int8_mxfp4.hpp): dequantisation bit for bit, QuantizedLinear.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "module_support.hpp"
@@ -13,29 +15,47 @@
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/moe/topk_router.hpp"
 #include "nexa/quant/quantized_expert.hpp"
+#include "nexa/quant/quantized_linear.hpp"
 
 using namespace nexa_test;
 using nexa::Tensor;
 
 namespace {
 
-template <class Act>
-void compare_expert(double dropout, index_t tile, std::uint64_t seed) {
+// The dense weights of a quantised tensor, bit for bit.
+template <class Format>
+std::vector<float> dequantized(const typename Format::tensor_type& q) {
+  return nexa::quant::dequantize<Format>(q).to_host();
+}
+
+// Bitwise equal, any NaN matching any NaN (the GPU's canonical NaN has other bits).
+bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+
+// d_ff is not a multiple of the tiles; MXFP4 needs both d and d_ff multiples of 32.
+template <class Act, class Format = nexa::NF4>
+void compare_expert(double dropout, index_t tile, std::uint64_t seed, index_t d = 48, index_t d_ff = 200) {
   CAPTURE(dropout);
   CAPTURE(tile);
-  using CpuExpert = nexa::QuantizedExpert<nexa::T5FFN<Act>, nexa::NF4>;
-  using GpuExpert = nexa::QuantizedExpert<nexa::T5FFN<Act>, nexa::NF4, float, nexa::cuda>;
-  constexpr index_t d = 48, d_ff = 200;  // d_ff is not a multiple of the tiles
+  CAPTURE(Format::name);
+  using CpuExpert = nexa::QuantizedExpert<nexa::T5FFN<Act>, Format>;
+  using GpuExpert = nexa::QuantizedExpert<nexa::T5FFN<Act>, Format, float, nexa::cuda>;
   const nexa::ExpertConfig config{.d_model = d, .d_ff = d_ff, .dropout = dropout};
   nexa::Rng cpu_rng(seed), gpu_rng(seed), rng(seed + 100);
   CpuExpert cpu(nexa::T5FFN<Act>(config, cpu_rng), tile);
   GpuExpert gpu(nexa::T5FFN<Act, float, nexa::cuda>(config, gpu_rng), tile);
   // Quantised on the host on both devices: the same codes and statistics.
   CHECK(gpu.bytes() == cpu.bytes());
-  CHECK(gpu.wi().codes == cpu.wi().codes);
-  CHECK(gpu.wi_1().codes == cpu.wi_1().codes);
-  CHECK(gpu.wo().codes == cpu.wo().codes);
-  CHECK(gpu.wo().absmax_q.codes == cpu.wo().absmax_q.codes);
+  CHECK(bitwise_equal(dequantized<Format>(gpu.wi()), dequantized<Format>(cpu.wi())));
+  if constexpr (nexa::t5_pass::ExpertAct<Act>::gated)
+    CHECK(bitwise_equal(dequantized<Format>(gpu.wi_1()), dequantized<Format>(cpu.wi_1())));
+  CHECK(bitwise_equal(dequantized<Format>(gpu.wo()), dequantized<Format>(cpu.wo())));
   cpu.set_training(dropout > 0.0);
   gpu.set_training(dropout > 0.0);
   for (const index_t n : {index_t{1}, index_t{37}, index_t{0}}) {
@@ -69,16 +89,18 @@ void compare_expert(double dropout, index_t tile, std::uint64_t seed) {
   CHECK(rel_error(dx_gpu.to_host(), dx.to_host()) < tolerance<float>());
 }
 
-template <class Router, class Act>
-void compare_layer(index_t tokens, index_t experts, double dropout, std::uint64_t seed) {
+template <class Router, class Act, class Format = nexa::NF4>
+void compare_layer(index_t tokens, index_t experts, double dropout, std::uint64_t seed, index_t d = 40,
+                   index_t d_ff = 72) {
   CAPTURE(tokens);
   CAPTURE(experts);
   CAPTURE(dropout);
-  using Expert = nexa::QuantizedExpert<nexa::T5FFN<Act>, nexa::NF4>;
+  CAPTURE(Format::name);
+  using Expert = nexa::QuantizedExpert<nexa::T5FFN<Act>, Format>;
   using CpuLayer = nexa::MoELayer<Router, Expert, nexa::NoShared, nexa::cpu, float>;
   using GpuLayer = nexa::MoELayer<Router, Expert, nexa::NoShared, nexa::cuda, float>;
-  const nexa::MoEConfig config{.d_model = 40,
-                               .d_ff = 72,
+  const nexa::MoEConfig config{.d_model = d,
+                               .d_ff = d_ff,
                                .num_experts = experts,
                                .dropout = dropout,
                                .load_balance_coef = 0.01,
@@ -88,10 +110,11 @@ void compare_layer(index_t tokens, index_t experts, double dropout, std::uint64_
   GpuLayer gpu(config, gpu_rng);
   cpu.set_training(dropout > 0.0);
   gpu.set_training(dropout > 0.0);
-  for (std::size_t e = 0; e < cpu.experts.size(); ++e) CHECK(gpu.experts[e].wo().codes == cpu.experts[e].wo().codes);
+  for (std::size_t e = 0; e < cpu.experts.size(); ++e)
+    CHECK(bitwise_equal(dequantized<Format>(gpu.experts[e].wo()), dequantized<Format>(cpu.experts[e].wo())));
   seed_grads<float>(cpu, gpu, rng);
-  const auto x = Tensor<float>::randn({tokens, 40}, rng);
-  const auto dy = Tensor<float>::randn({tokens, 40}, rng);
+  const auto x = Tensor<float>::randn({tokens, d}, rng);
+  const auto dy = Tensor<float>::randn({tokens, d}, rng);
   typename CpuLayer::Cache cpu_cache;
   typename GpuLayer::Cache gpu_cache;
 
@@ -127,6 +150,67 @@ TEST_CASE("cuda QuantizedExpert with Gelu and GatedGelu (gated: wi_0, wi_1, wo) 
   compare_expert<nexa::GatedGelu>(0.25, 100, 507);
 }
 
+TEST_CASE("cuda QuantizedExpert with Int8 and MXFP4 weights matches the CPU") {
+  compare_expert<nexa::SwiGLU, nexa::Int8>(0.0, 128, 521, 64, 160);
+  compare_expert<nexa::Relu, nexa::Int8>(0.2, 48, 522, 48, 200);
+  compare_expert<nexa::Relu, nexa::MXFP4>(0.0, 128, 523, 64, 160);
+  compare_expert<nexa::GatedGelu, nexa::MXFP4>(0.1, 32, 524, 64, 160);
+}
+
+TEST_CASE("cuda Int8 and MXFP4 dequantisation equals the CPU's bit for bit") {
+  nexa::Rng rng(525);
+  {
+    const auto w = Tensor<float>::randn({37, 53}, rng);
+    const auto q = nexa::Int8::quantize(w.cview());
+    const auto d = nexa::quant::device_dequantize(nexa::quant::int8_to_device(q));
+    CHECK(bitwise_equal(d.to_host(), dequantized<nexa::Int8>(q)));
+  }
+  {
+    const auto w = Tensor<float>::randn({20, 96}, rng, 3.0);
+    const auto q = nexa::MXFP4::quantize(w.cview());
+    const auto d = nexa::quant::device_dequantize(nexa::quant::mxfp4_to_device(q));
+    CHECK(bitwise_equal(d.to_host(), dequantized<nexa::MXFP4>(q)));
+  }
+  {
+    // Every code and every scale, 0 (2^-127, subnormal results) and 255 (NaN) included.
+    constexpr index_t groups = 256;
+    std::vector<std::uint8_t> blocks(groups * 16), scales(groups);
+    for (std::size_t i = 0; i < blocks.size(); ++i) blocks[i] = static_cast<std::uint8_t>((i * 37 + 11) % 256);
+    for (std::size_t g = 0; g < scales.size(); ++g) scales[g] = static_cast<std::uint8_t>(g);
+    const auto q = nexa::quant::mxfp4_from_blocks(nexa::TensorView<const std::uint8_t>(blocks.data(), {8, 32, 16}),
+                                                  nexa::TensorView<const std::uint8_t>(scales.data(), {8, 32}));
+    const auto d = nexa::quant::device_dequantize(nexa::quant::mxfp4_to_device(q));
+    CHECK(same_values(d.to_host(), dequantized<nexa::MXFP4>(q)));
+  }
+}
+
+template <class Format>
+void compare_quantized_linear() {
+  CAPTURE(Format::name);
+  for (const bool bias : {false, true}) {
+    CAPTURE(bias);
+    nexa::Rng rng_cpu(526), rng_gpu(526), rng(527);
+    const nexa::Linear<float> dense_cpu({.in_features = 96, .out_features = 50, .bias = bias}, rng_cpu);
+    const nexa::Linear<float, nexa::cuda> dense_gpu({.in_features = 96, .out_features = 50, .bias = bias}, rng_gpu);
+    for (const index_t tile : {index_t{16}, index_t{128}}) {
+      CAPTURE(tile);
+      const nexa::QuantizedLinear<Format> cpu(dense_cpu, tile);
+      const nexa::QuantizedLinear<Format, float, nexa::cuda> gpu(dense_gpu, tile);
+      CHECK(gpu.bytes() == cpu.bytes());
+      const auto x = Tensor<float>::randn({33, 96}, rng);
+      const auto dy = Tensor<float>::randn({33, 50}, rng);
+      CHECK(rel_error(gpu.apply(on_device(x).cview()).to_host(), cpu.apply(x.cview()).to_host()) < 1e-5);
+      CHECK(rel_error(gpu.backward_input(on_device(dy).cview()).to_host(), cpu.backward_input(dy.cview()).to_host()) <
+            1e-5);
+    }
+  }
+}
+
+TEST_CASE("cuda QuantizedLinear<Int8> and <MXFP4> match the CPU layers: forward with and without bias, dx, tiles") {
+  compare_quantized_linear<nexa::Int8>();
+  compare_quantized_linear<nexa::MXFP4>();
+}
+
 TEST_CASE("cuda QuantizedExpert: dequantized() holds the CPU's weights bit for bit") {
   const nexa::ExpertConfig config{.d_model = 24, .d_ff = 56};
   nexa::Rng cpu_rng(508), gpu_rng(508), rd_cpu(1), rd_gpu(1);
@@ -144,6 +228,8 @@ TEST_CASE("cuda MoELayer of NF4 experts matches the CPU: output, aux loss, dx, r
   compare_layer<nexa::TopKRouter<2>, nexa::Relu>(1, 8, 0.0, 512);  // most experts get no token
   compare_layer<nexa::TopKRouter<2>, nexa::Relu>(64, 4, 0.2, 513);
   compare_layer<nexa::TopKRouter<1>, nexa::GatedGelu>(64, 3, 0.0, 514);
+  compare_layer<nexa::TopKRouter<2>, nexa::SwiGLU, nexa::Int8>(80, 4, 0.0, 516);
+  compare_layer<nexa::TopKRouter<2>, nexa::Relu, nexa::MXFP4>(80, 4, 0.1, 517, 64, 96);
 }
 
 TEST_CASE("cuda with_quantized_experts on a cuda layer matches the same conversion on the CPU") {

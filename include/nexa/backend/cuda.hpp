@@ -31,6 +31,7 @@
 #include "nexa/backend/cuda/flash_attention.hpp"
 #include "nexa/backend/cuda/gemm.hpp"
 #include "nexa/backend/cuda/grouped_gemm.hpp"
+#include "nexa/backend/cuda/int8_mxfp4.hpp"
 #include "nexa/backend/cuda/layout.hpp"
 #include "nexa/backend/cuda/loss.hpp"
 #include "nexa/backend/cuda/nf4.hpp"

@@ -3,7 +3,7 @@
 //   NF4 (= NF4Format<true, 64>: double quantisation, blocks of 64, QLoRA's defaults),
 //   NF4Format<false> (float absmax), Int8 (row-wise absmax), MXFP4 (blocks of 32; in % 32 == 0).
 // And the per-device kernel a QuantizedLinear computes with (CPU: quant/quantized_gemm.hpp;
-// CUDA, NF4: backend/cuda/nf4.hpp). No Eigen here, so CUDA headers may include it.
+// CUDA: backend/cuda/nf4.hpp, backend/cuda/int8_mxfp4.hpp). No Eigen here, so CUDA headers may include it.
 #include <concepts>
 #include <cstddef>
 
@@ -59,15 +59,13 @@ concept QuantFormat = requires(const typename F::tensor_type& q, TensorView<cons
 //   static Placed place(const Format::tensor_type& w)
 //   x_wt(w, placed, x, y, beta, tile_rows)     y  = x W^T + beta y
 //   dy_w(w, placed, dy, dx, beta, tile_rows)   dx = dy W  + beta dx
-// CUDA specialises it for NF4 in backend/cuda/nf4.hpp.
+// CUDA specialises it for NF4 in backend/cuda/nf4.hpp, for Int8 and MXFP4 in backend/cuda/int8_mxfp4.hpp.
 template <class Format, class D>
 struct QuantizedGemmKernel;
 
 // Whether QuantizedGemmKernel<Format, D> computes in T: every format and T on the CPU; on CUDA
-// only NF4 (either NF4Format) in float. Modules static_assert it with a message naming the gap.
+// every format in float. Modules static_assert it with a message naming the gap.
 template <class Format, class T, class D>
-inline constexpr bool has_quantized_gemm = std::same_as<D, cpu> ||
-                                           (std::same_as<typename Format::tensor_type, NF4Tensor> &&
-                                            std::same_as<T, float>);
+inline constexpr bool has_quantized_gemm = std::same_as<D, cpu> || std::same_as<T, float>;
 
 }  // namespace nexa::quant

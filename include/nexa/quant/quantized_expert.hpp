@@ -12,10 +12,10 @@
 // backward_into gives dx only. bytes() is its storage; with NF4 and double quantisation about
 // 0.516 bytes per parameter (0.5 for the codes, 1/64 for the 8-bit absmax codes, 4/16384 for
 // their float absmax).
-// With D = nexa::cuda (NF4 in float; include nexa/backend/cuda.hpp) the codes and statistics are
-// also placed on the device and the GEMMs run there (QuantizedGemmKernel<NF4, cuda>,
-// backend/cuda/nf4.hpp); a cuda dense expert's weights are copied to the host and quantised
-// there, as on the CPU, so both devices hold the same codes. Int8 and MXFP4 have no device kernels.
+// With D = nexa::cuda (float; include nexa/backend/cuda.hpp) the codes and statistics are also
+// placed on the device and the GEMMs run there (QuantizedGemmKernel<Format, cuda>:
+// backend/cuda/nf4.hpp, backend/cuda/int8_mxfp4.hpp); a cuda dense expert's weights are copied
+// to the host and quantised there, as on the CPU, so both devices hold the same codes.
 #include <concepts>
 #include <cstddef>
 #include <string>
@@ -50,12 +50,10 @@ typename Format::tensor_type quantize_param(const Param<T, D>& p) {
 
 template <class Act, class T0, class D0, quant::QuantFormat Format, class T, class D>
 class QuantizedExpert<T5FFN<Act, T0, D0>, Format, T, D> {
-  static_assert(std::same_as<D, cpu> || std::same_as<typename Format::tensor_type, quant::NF4Tensor>,
-                "QuantizedExpert on CUDA: only NF4 weights have device kernels (Int8 and MXFP4 run on the CPU only)");
-  static_assert(quant::has_quantized_gemm<Format, T, D>, "QuantizedExpert on CUDA: NF4 weights compute in float");
+  static_assert(quant::has_quantized_gemm<Format, T, D>, "QuantizedExpert on CUDA: quantised weights compute in float");
   static constexpr bool gated = quant_detail::ExpertAct<Act>::gated;
   using Pass = t5_pass::T5ExpertPass<Act, T, D>;
-  using Kernel = quant::QuantizedGemmKernel<Format, D>;  // CPU: quant/quantized_gemm.hpp; CUDA: backend/cuda/nf4.hpp
+  using Kernel = quant::QuantizedGemmKernel<Format, D>;  // CPU: quant/quantized_gemm.hpp; CUDA: backend/cuda/
 
  public:
   using Config = ExpertConfig;

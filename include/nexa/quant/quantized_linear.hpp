@@ -15,9 +15,10 @@
 // only its adapters, as peft does). Keep the dense checkpoint and quantise at load time; the
 // quantised storage itself is available through storage().
 // The backward gives dx only (backward_input); the forward keeps nothing.
-// With D = nexa::cuda (NF4 in float; include nexa/backend/cuda.hpp) the packed codes and block
+// With D = nexa::cuda (float; include nexa/backend/cuda.hpp) the packed codes and block
 // statistics also live on the device and both GEMMs dequantise a tile of rows at a time into
-// cuBLAS there (backend/cuda/nf4.hpp); the host storage stays the reference copy.
+// cuBLAS there (backend/cuda/nf4.hpp; Int8 and MXFP4: backend/cuda/int8_mxfp4.hpp); the host
+// storage stays the reference copy.
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
@@ -40,10 +41,8 @@ using quant::NF4Format;
 
 template <quant::QuantFormat Format, class T = float, class D = cpu>
 class QuantizedLinear {
-  // On CUDA: NF4 in float (backend/cuda/nf4.hpp); other formats have no device kernels yet.
-  static_assert(quant::has_quantized_gemm<Format, T, D>,
-                "QuantizedLinear on CUDA: only NF4 weights in float have device kernels (Int8 and MXFP4 run on the "
-                "CPU only)");
+  // On CUDA: float (backend/cuda/nf4.hpp, backend/cuda/int8_mxfp4.hpp).
+  static_assert(quant::has_quantized_gemm<Format, T, D>, "QuantizedLinear on CUDA: quantised weights compute in float");
   using Kernel = quant::QuantizedGemmKernel<Format, D>;
 
  public:
