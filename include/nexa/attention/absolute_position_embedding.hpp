@@ -4,19 +4,20 @@
 // weight is [max_positions, dim] ("weight", as BERT's embeddings.position_embeddings.weight),
 // initialised N(0, init_std) (BERT: initializer_range 0.02). `offset` shifts the positions, e.g.
 // for a chunk that starts inside a longer document. The backward returns dy unchanged as dx and
-// accumulates d(weight)[offset + s] = sum over the batch of dy[b, s] in batch order.
+// accumulates d(weight)[offset + s] = sum over the batch of dy[b, s] in batch order. On a device
+// both run through ElementwiseKernel<D> (add_row, sum_rows: the same additions in the same order).
+#include <concepts>
 #include <string>
 
 #include "nexa/core/param.hpp"
 #include "nexa/core/rng.hpp"
 #include "nexa/core/tensor.hpp"
+#include "nexa/ops/elementwise.hpp"
 
 namespace nexa {
 
 template <class T = float, class D = cpu>
 class AbsolutePositionEmbedding {
-  static_assert(std::same_as<D, cpu>, "AbsolutePositionEmbedding: only the CPU backend implements it yet");
-
  public:
   struct Config {
     index_t max_positions = 0;  // BERT: max_position_embeddings
@@ -53,9 +54,13 @@ class AbsolutePositionEmbedding {
     cache.offset = offset;
     const index_t B = x.dim(0), row = x.dim(1) * config_.dim;
     const T* p = weight.value.data() + offset * config_.dim;
-    for (index_t b = 0; b < B; ++b) {
-      T* xb = x.data() + b * row;
-      for (index_t e = 0; e < row; ++e) xb[e] += p[e];
+    if constexpr (std::same_as<D, cpu>) {
+      for (index_t b = 0; b < B; ++b) {
+        T* xb = x.data() + b * row;
+        for (index_t e = 0; e < row; ++e) xb[e] += p[e];
+      }
+    } else {
+      ElementwiseKernel<D>::add_row(B, row, p, x.data());
     }
     return std::move(x);
   }
@@ -70,8 +75,12 @@ class AbsolutePositionEmbedding {
     if (weight.trainable) {
       const index_t B = cache.shape[0], row = cache.shape[1] * config_.dim;
       T* g = weight.grad.data() + cache.offset * config_.dim;
-      for (index_t b = 0; b < B; ++b)
-        for (index_t e = 0; e < row; ++e) g[e] += dy.data()[b * row + e];
+      if constexpr (std::same_as<D, cpu>) {
+        for (index_t b = 0; b < B; ++b)
+          for (index_t e = 0; e < row; ++e) g[e] += dy.data()[b * row + e];
+      } else {
+        ElementwiseKernel<D>::sum_rows(B, row, dy.data(), g);
+      }
     }
     return clone(dy);
   }

@@ -487,13 +487,13 @@ template <class P>
 using param_device_t = typename std::remove_cvref_t<decltype(std::declval<P&>().value)>::device;
 }  // namespace detail
 
-// Saves every parameter of `module` (as named by visit_params, data in visit order) as `dtype`
+// Saves every parameter of `model` (as named by visit_params, data in visit order) as `dtype`
 // (F32 by default; F64, F16 and BF16 too). The module is visited twice, and parameters are
 // converted one at a time, so no second copy of the model is held. The file is written to a
 // temporary next to `path` and renamed over it at the end: if anything fails, a previous file
 // at `path` is left as it was.
 template <class Module>
-void save_safetensors(Module& module, const std::filesystem::path& path, Dtype dtype = Dtype::F32,
+void save_safetensors(Module& model, const std::filesystem::path& path, Dtype dtype = Dtype::F32,
                       const SafetensorsMetadata& metadata = {}) {
   const std::string context = detail::io_context("safetensors", path);
   require(is_float_dtype(dtype), context, "cannot save parameters as ", dtype, " (supported: F64, F32, F16, BF16)");
@@ -502,7 +502,7 @@ void save_safetensors(Module& module, const std::filesystem::path& path, Dtype d
   std::vector<detail::HeaderEntry> entries;
   std::set<std::string> names;
   std::uint64_t offset = 0;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     static_assert(std::is_floating_point_v<detail::param_scalar_t<decltype(p)>>,
                   "nexa::save_safetensors: parameters must hold float or double");
     detail::check_tensor_name(name, context);
@@ -518,7 +518,7 @@ void save_safetensors(Module& module, const std::filesystem::path& path, Dtype d
   file.write(header);
   std::size_t index = 0;
   std::vector<std::byte> scratch;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     using T = detail::param_scalar_t<decltype(p)>;
     using D = detail::param_device_t<decltype(p)>;
     require(index < entries.size() && entries[index].name == name && entries[index].info.shape == p.value.shape(),
@@ -544,17 +544,17 @@ void save_safetensors(Module& module, const std::filesystem::path& path, Dtype d
   file.commit();
 }
 
-// Loads every parameter of `module` from `path`, converting the file's dtype (F64, F32, F16,
+// Loads every parameter of `model` from `path`, converting the file's dtype (F64, F32, F16,
 // BF16) to the parameter's scalar type. Everything is checked before any parameter is written:
 // one error lists all missing tensors, all shape and dtype mismatches and, when `strict`, all
 // tensors in the file that the module does not have.
 template <class Module>
-void load_safetensors(Module& module, const std::filesystem::path& path, bool strict = true) {
+void load_safetensors(Module& model, const std::filesystem::path& path, bool strict = true) {
   SafetensorsReader reader(path);
   const std::string context = detail::io_context("safetensors", path);
   detail::LoadProblems problems;
   std::set<std::string> seen;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     static_assert(std::is_floating_point_v<detail::param_scalar_t<decltype(p)>>,
                   "nexa::load_safetensors: parameters must hold float or double");
     seen.insert(name);
@@ -570,7 +570,7 @@ void load_safetensors(Module& module, const std::filesystem::path& path, bool st
       if (!seen.count(entry.first)) problems.unexpected.push_back(entry.first);
   }
   problems.throw_if_any(detail::concat(context, ": cannot load into the module"));
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     using T = detail::param_scalar_t<decltype(p)>;
     using D = detail::param_device_t<decltype(p)>;
     if constexpr (std::is_same_v<D, cpu>) {

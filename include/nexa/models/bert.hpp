@@ -45,21 +45,22 @@
 #include "nexa/models/bert_embeddings.hpp"
 #include "nexa/models/bert_layer.hpp"
 #include "nexa/models/sentence_embedding.hpp"
+#include "nexa/nn/activation.hpp"
 #include "nexa/nn/dropout.hpp"
 #include "nexa/nn/linear.hpp"
+#include "nexa/ops/layout.hpp"
 
 namespace nexa {
 
-// pooled = tanh(dense(hidden[:, 0])): the [CLS] token's last hidden state.
+// pooled = tanh(dense(hidden[:, 0])): the [CLS] token's last hidden state. On a device the
+// [CLS] rows move with LayoutKernel::gather and tanh runs through ActivationKernel<Tanh>.
 template <class T = float, class D = cpu>
 class BertPooler {
-  static_assert(std::same_as<D, cpu>, "BertPooler: only the CPU backend implements it yet");
-
  public:
   using Config = BertConfig;
   struct Cache {
     typename Linear<T, D>::Cache dense;
-    Tensor<T, D> output;  // [B, H], tanh's output
+    Tensor<T, D> output;  // [B, H], tanh's output (a device keeps its input: tanh' is taken there)
     index_t seq = 0;
   };
   template <class T2, class D2>
@@ -78,12 +79,22 @@ class BertPooler {
             "hidden shape expected [batch, seq, ", H, "], got ", hidden.shape());
     const index_t B = hidden.dim(0), S = hidden.dim(1);
     auto cls = Tensor<T, D>::uninitialized({B, H});
-    for (index_t b = 0; b < B; ++b) std::copy_n(hidden.data() + b * S * H, H, cls.data() + b * H);
-    Tensor<T, D> y = dense.forward(std::move(cls), cache.dense);
-    for (index_t i = 0; i < y.numel(); ++i) y.data()[i] = std::tanh(y.data()[i]);
-    cache.output = clone(y.cview());
-    cache.seq = S;
-    return y;
+    if constexpr (std::same_as<D, cpu>) {
+      for (index_t b = 0; b < B; ++b) std::copy_n(hidden.data() + b * S * H, H, cls.data() + b * H);
+      Tensor<T, D> y = dense.forward(std::move(cls), cache.dense);
+      for (index_t i = 0; i < y.numel(); ++i) y.data()[i] = std::tanh(y.data()[i]);
+      cache.output = clone(y.cview());
+      cache.seq = S;
+      return y;
+    } else {
+      const Tensor<std::int32_t, D> rows = batch_rows(B);
+      LayoutKernel<D>::gather(B, H, rows.data(), hidden.data(), Strides{S * H, 1}, cls.data(), Strides{H, 1});
+      Tensor<T, D> y = dense.forward(std::move(cls), cache.dense);
+      cache.output = clone(y.cview());  // tanh's input
+      ActivationKernel<D>::template forward<Tanh>(y.numel(), y.data(), y.data());
+      cache.seq = S;
+      return y;
+    }
   }
 
   // dy: [B, H] -> d(hidden) [B, S, H], nonzero at token 0 only.
@@ -92,13 +103,22 @@ class BertPooler {
     require_shape(dy, cache.output.shape(), "BertPooler", "dy");
     const index_t B = dy.dim(0), H = dy.dim(1), S = cache.seq;
     auto g = Tensor<T, D>::uninitialized({B, H});
-    for (index_t i = 0; i < g.numel(); ++i) {
-      const T y = cache.output.data()[i];
-      g.data()[i] = dy.data()[i] * (T(1) - y * y);
+    if constexpr (std::same_as<D, cpu>) {
+      for (index_t i = 0; i < g.numel(); ++i) {
+        const T y = cache.output.data()[i];
+        g.data()[i] = dy.data()[i] * (T(1) - y * y);
+      }
+    } else {
+      ActivationKernel<D>::template backward<Tanh>(g.numel(), cache.output.data(), dy.data(), g.data());
     }
     const Tensor<T, D> dcls = dense.backward(g.cview(), cache.dense);
     auto dh = Tensor<T, D>::zeros({B, S, H});
-    for (index_t b = 0; b < B; ++b) std::copy_n(dcls.data() + b * H, H, dh.data() + b * S * H);
+    if constexpr (std::same_as<D, cpu>) {
+      for (index_t b = 0; b < B; ++b) std::copy_n(dcls.data() + b * H, H, dh.data() + b * S * H);
+    } else {
+      const Tensor<std::int32_t, D> rows = batch_rows(B);
+      LayoutKernel<D>::gather(B, H, rows.data(), dcls.data(), Strides{H, 1}, dh.data(), Strides{S * H, 1});
+    }
     return dh;
   }
 
@@ -106,12 +126,18 @@ class BertPooler {
   void visit_params(F&& f, const std::string& prefix = "") {
     dense.visit_params(f, join_name(prefix, "dense"));
   }
+
+ private:
+  // 0, 1, .., B - 1 on D: the gather index that picks (or places) one row per batch entry.
+  [[nodiscard]] static Tensor<std::int32_t, D> batch_rows(index_t B) {
+    std::vector<std::int32_t> rows(static_cast<std::size_t>(B));
+    for (index_t b = 0; b < B; ++b) rows[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(b);
+    return Tensor<std::int32_t, D>::from_host({B}, rows);
+  }
 };
 
 template <class T = float, class D = cpu>
 class BertModel {
-  static_assert(std::same_as<D, cpu>, "BertModel: only the CPU backend implements it yet");
-
  public:
   using Config = BertConfig;
   struct Output {
@@ -247,18 +273,24 @@ class BertModel {
 
  private:
   template <class Module>
-  [[nodiscard]] static bool has_trainable(Module& module) {
+  [[nodiscard]] static bool has_trainable(Module& m) {
     bool any = false;
-    module.visit_params([&](const std::string&, auto& p) { any = any || p.trainable; });
+    m.visit_params([&](const std::string&, auto& p) { any = any || p.trainable; });
     return any;
   }
 
   void check_mask(TensorView<const std::int32_t, D> mask, index_t B, index_t S) const {
     if (mask.empty()) return;
     require_shape(mask, Shape{B, S}, "BertModel", "attention mask");
+    std::vector<std::int32_t> host;  // a device mask is checked on a host copy
+    if constexpr (!std::same_as<D, cpu>) {
+      host.resize(static_cast<std::size_t>(mask.numel()));
+      detail::Transfer<D>::to_host(host.data(), mask.data(), host.size());
+    }
+    const std::int32_t* values = std::same_as<D, cpu> ? mask.data() : host.data();
     for (index_t i = 0; i < mask.numel(); ++i)
-      require(mask.data()[i] == 0 || mask.data()[i] == 1, "BertModel", "attention mask values must be 0 or 1, got ",
-              mask.data()[i], " at flat index ", i);
+      require(values[i] == 0 || values[i] == 1, "BertModel", "attention mask values must be 0 or 1, got ", values[i],
+              " at flat index ", i);
   }
 
   Output finish(Tensor<T, D>&& x, TensorView<const std::int32_t, D> mask, Cache& cache) {

@@ -6,10 +6,13 @@
 // As nn.Embedding(padding_idx = pad_token_id) does, the pad row of the word table gets no gradient.
 // Parameter names: word_embeddings.weight, position_embeddings.weight,
 // token_type_embeddings.weight, LayerNorm.weight, LayerNorm.bias.
+// On a device the sums run through LayoutKernel/ElementwiseKernel in the CPU's order; ids and
+// token types are range-checked on a host copy (as Embedding does).
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "nexa/core/parallel.hpp"
 #include "nexa/core/param.hpp"
@@ -18,13 +21,13 @@
 #include "nexa/nn/dropout.hpp"
 #include "nexa/nn/embedding.hpp"
 #include "nexa/nn/layer_norm.hpp"
+#include "nexa/ops/elementwise.hpp"
+#include "nexa/ops/layout.hpp"
 
 namespace nexa {
 
 template <class T = float, class D = cpu>
 class BertEmbeddings {
-  static_assert(std::same_as<D, cpu>, "BertEmbeddings: only the CPU backend implements it yet");
-
  public:
   using Config = BertConfig;
   struct Cache {
@@ -46,8 +49,13 @@ class BertEmbeddings {
     word_embeddings = Embedding<T, D>({config.vocab_size, config.hidden, config.init_std}, rng);
     position_embeddings = Embedding<T, D>({config.max_position, config.hidden, config.init_std}, rng);
     token_type_embeddings = Embedding<T, D>({config.type_vocab, config.hidden, config.init_std}, rng);
-    if (config.pad_token_id >= 0 && config.pad_token_id < config.vocab_size)
-      std::fill_n(word_embeddings.weight.value.data() + config.pad_token_id * config.hidden, config.hidden, T(0));
+    if (config.pad_token_id >= 0 && config.pad_token_id < config.vocab_size) {
+      T* pad_row = word_embeddings.weight.value.data() + config.pad_token_id * config.hidden;
+      if constexpr (std::same_as<D, cpu>)
+        std::fill_n(pad_row, config.hidden, T(0));
+      else
+        ElementwiseKernel<D>::fill(config.hidden, T(0), pad_row);
+    }
     layer_norm = LayerNorm<T, D>({config.hidden, config.layer_norm_eps}, rng);
     dropout = Dropout<T, D>({config.dropout}, rng);
   }
@@ -61,8 +69,10 @@ class BertEmbeddings {
                                      Cache& cache) {
     require(ids.rank() == 2 && ids.dim(1) > 0, "BertEmbeddings", "input ids shape expected [batch, seq], got ",
             ids.shape());
+    const std::vector<std::int32_t> host = on_host(ids);
+    const std::int32_t* values = std::same_as<D, cpu> ? ids.data() : host.data();
     for (index_t t = 0; t < ids.numel(); ++t) {
-      const index_t id = ids.data()[t];
+      const index_t id = values[t];
       require(0 <= id && id < config_.vocab_size, "BertEmbeddings", "input id ", id, " at [", t / ids.dim(1), ", ",
               t % ids.dim(1), "] is out of range for vocab_size ", config_.vocab_size);
     }
@@ -93,17 +103,39 @@ class BertEmbeddings {
     T* out = dx.data();
     if (position_embeddings.weight.trainable) {
       T* pg = position_embeddings.weight.grad.data();
-      NEXA_PARALLEL_FOR_IF(dx.numel() > parallel_grain)
-      for (index_t s = 0; s < S; ++s)
-        for (index_t b = 0; b < B; ++b)
-          for (index_t c = 0; c < Hd; ++c) pg[s * Hd + c] += out[(b * S + s) * Hd + c];
+      if constexpr (std::same_as<D, cpu>) {
+        NEXA_PARALLEL_FOR_IF(dx.numel() > parallel_grain)
+        for (index_t s = 0; s < S; ++s)
+          for (index_t b = 0; b < B; ++b)
+            for (index_t c = 0; c < Hd; ++c) pg[s * Hd + c] += out[(b * S + s) * Hd + c];
+      } else {
+        ElementwiseKernel<D>::sum_rows(B, S * Hd, out, pg);  // batch order, as above
+      }
     }
     if (token_type_embeddings.weight.trainable) {
       typename Embedding<T, D>::Cache tc{cache.types};
       token_type_embeddings.backward(dx.cview(), tc);
       cache.types = std::move(tc.ids);
     }
-    if (!cache.ids.empty() && word_embeddings.weight.trainable) {
+    if constexpr (!std::same_as<D, cpu>) {
+      if (!cache.ids.empty() && word_embeddings.weight.trainable) {
+        // The word table's gradient without the pad tokens' rows: their segment is left out.
+        const std::vector<std::int32_t> ids = on_host(cache.ids.cview());
+        Segments seg = segments_by_key(ids.data(), B * S, config_.vocab_size);
+        for (std::size_t u = 0; u < seg.target.size(); ++u) {
+          if (seg.target[u] != config_.pad_token_id) continue;
+          seg.order.erase(seg.order.begin() + seg.start[u], seg.order.begin() + seg.start[u + 1]);
+          const index_t removed = seg.start[u + 1] - seg.start[u];
+          seg.target.erase(seg.target.begin() + static_cast<std::ptrdiff_t>(u));
+          seg.start.erase(seg.start.begin() + static_cast<std::ptrdiff_t>(u));
+          for (std::size_t v = u; v < seg.start.size(); ++v) seg.start[v] -= removed;
+          break;
+        }
+        if (!seg.target.empty())
+          ops::scatter_add_segments<T, D>(seg, Hd, out, Strides{Hd, 1}, word_embeddings.weight.grad.data(),
+                                          Strides{Hd, 1});
+      }
+    } else if (!cache.ids.empty() && word_embeddings.weight.trainable) {
       const index_t pad = config_.pad_token_id;
       const std::int32_t* ids = cache.ids.data();
       bool has_pad = false;
@@ -139,8 +171,10 @@ class BertEmbeddings {
       cache.types = Tensor<std::int32_t, D>::zeros({B, S});
     } else {
       require_shape(types, Shape{B, S}, "BertEmbeddings", "token type ids");
+      const std::vector<std::int32_t> host = on_host(types);
+      const std::int32_t* values = std::same_as<D, cpu> ? types.data() : host.data();
       for (index_t t = 0; t < types.numel(); ++t) {
-        const index_t id = types.data()[t];
+        const index_t id = values[t];
         require(0 <= id && id < config_.type_vocab, "BertEmbeddings", "token type id ", id, " at [", t / S, ", ", t % S,
                 "] is out of range for type_vocab ", config_.type_vocab);
       }
@@ -150,15 +184,32 @@ class BertEmbeddings {
     const T* typ = token_type_embeddings.weight.value.data();
     const std::int32_t* tt = cache.types.data();
     T* out = x.data();
-    NEXA_PARALLEL_FOR_IF(x.numel() > parallel_grain)
-    for (index_t t = 0; t < B * S; ++t) {
-      const T* p = pos + (t % S) * Hd;
-      const T* y = typ + static_cast<index_t>(tt[t]) * Hd;
-      for (index_t c = 0; c < Hd; ++c) out[t * Hd + c] = (out[t * Hd + c] + y[c]) + p[c];  // HF's order
+    if constexpr (std::same_as<D, cpu>) {
+      NEXA_PARALLEL_FOR_IF(x.numel() > parallel_grain)
+      for (index_t t = 0; t < B * S; ++t) {
+        const T* p = pos + (t % S) * Hd;
+        const T* y = typ + static_cast<index_t>(tt[t]) * Hd;
+        for (index_t c = 0; c < Hd; ++c) out[t * Hd + c] = (out[t * Hd + c] + y[c]) + p[c];  // HF's order
+      }
+    } else {  // the same sums: (x + type row) + position row
+      auto y = Tensor<T, D>::uninitialized({B * S, Hd});
+      LayoutKernel<D>::gather(B * S, Hd, tt, typ, Strides{Hd, 1}, y.data(), Strides{Hd, 1});
+      ElementwiseKernel<D>::axpy(B * S * Hd, T(1), y.data(), out);
+      ElementwiseKernel<D>::add_row(B, S * Hd, pos, out);
     }
     Tensor<T, D> h = layer_norm.forward(std::move(x), cache.norm);
     dropout.forward_inplace(h.data(), h.numel(), cache.dropout);
     return h;
+  }
+
+  // Device ids copied to the host for the range checks (empty on the CPU, which reads them in place).
+  [[nodiscard]] static std::vector<std::int32_t> on_host(TensorView<const std::int32_t, D> ids) {
+    std::vector<std::int32_t> host;
+    if constexpr (!std::same_as<D, cpu>) {
+      host.resize(static_cast<std::size_t>(ids.numel()));
+      detail::Transfer<D>::to_host(host.data(), ids.data(), host.size());
+    }
+    return host;
   }
 
   Config config_;

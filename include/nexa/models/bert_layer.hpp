@@ -33,11 +33,14 @@ namespace nexa {
 
 namespace models_detail {
 
-// GELU (erf form) in place, and its backward g *= GELU'(x). float runs on Eigen's vectorised erf
-// and exp (a rational erf approximation within a few ulp); other types use the exact Gelu functor.
-template <class T>
+// GELU (erf form) in place, and its backward g *= GELU'(x). On the CPU float runs on Eigen's
+// vectorised erf and exp (a rational erf approximation within a few ulp) and other types use the
+// exact Gelu functor; a device runs the Gelu functor through ActivationKernel<D>.
+template <class D = cpu, class T>
 void gelu_inplace(T* x, index_t n) {
-  if constexpr (std::same_as<T, float>) {
+  if constexpr (!std::same_as<D, cpu>) {
+    ActivationKernel<D>::template forward<Gelu>(n, x, x);
+  } else if constexpr (std::same_as<T, float>) {
     constexpr index_t chunk = 4096;
     const index_t chunks = (n + chunk - 1) / chunk;
     NEXA_PARALLEL_FOR_IF(n > parallel_grain)
@@ -49,21 +52,25 @@ void gelu_inplace(T* x, index_t n) {
     nn_detail::apply_activation<Gelu>(x, n);
   }
 }
-template <class T>
+template <class D = cpu, class T>
 void gelu_backward_inplace(T* g, const T* x, index_t n) {
-  constexpr index_t chunk = 4096;
-  const index_t chunks = (n + chunk - 1) / chunk;
-  NEXA_PARALLEL_FOR_IF(n > parallel_grain)
-  for (index_t c = 0; c < chunks; ++c) {
-    const index_t len = std::min(chunk, n - c * chunk);
-    if constexpr (std::same_as<T, float>) {
-      Eigen::Map<Eigen::ArrayXf> gv(g + c * chunk, len);
-      const Eigen::Map<const Eigen::ArrayXf> xv(x + c * chunk, len);
-      const auto cdf = 0.5f * (1.0f + (xv * float(std::numbers::sqrt2 / 2)).erf());
-      const auto pdf = (-0.5f * xv.square()).exp() * float(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-      gv *= cdf + xv * pdf;
-    } else {
-      for (index_t i = c * chunk; i < c * chunk + len; ++i) g[i] = g[i] * Gelu::derivative(x[i]);
+  if constexpr (!std::same_as<D, cpu>) {
+    ActivationKernel<D>::template backward<Gelu>(n, x, g, g);
+  } else {
+    constexpr index_t chunk = 4096;
+    const index_t chunks = (n + chunk - 1) / chunk;
+    NEXA_PARALLEL_FOR_IF(n > parallel_grain)
+    for (index_t c = 0; c < chunks; ++c) {
+      const index_t len = std::min(chunk, n - c * chunk);
+      if constexpr (std::same_as<T, float>) {
+        Eigen::Map<Eigen::ArrayXf> gv(g + c * chunk, len);
+        const Eigen::Map<const Eigen::ArrayXf> xv(x + c * chunk, len);
+        const auto cdf = 0.5f * (1.0f + (xv * float(std::numbers::sqrt2 / 2)).erf());
+        const auto pdf = (-0.5f * xv.square()).exp() * float(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+        gv *= cdf + xv * pdf;
+      } else {
+        for (index_t i = c * chunk; i < c * chunk + len; ++i) g[i] = g[i] * Gelu::derivative(x[i]);
+      }
     }
   }
 }
@@ -79,8 +86,6 @@ Linear<T, D> bert_linear(index_t in, index_t out, double std, Rng& rng) {
 
 template <class T = float, class D = cpu>
 class BertLayer {
-  static_assert(std::same_as<D, cpu>, "BertLayer: only the CPU backend implements it yet");
-
  public:
   using Config = BertConfig;
   struct Cache {
@@ -150,7 +155,7 @@ class BertLayer {
 
     Tensor<T, D> a = intermediate.forward(h.cview(), cache.intermediate);
     cache.intermediate_pre = clone(a.cview());
-    models_detail::gelu_inplace(a.data(), a.numel());
+    models_detail::gelu_inplace<D>(a.data(), a.numel());
     Tensor<T, D> f = output_dense.forward(std::move(a), cache.output_dense);
     output_dropout.forward_inplace(f.data(), f.numel(), cache.output_dropout);
     ops::axpy(T(1), h.cview(), f.view());
@@ -166,7 +171,7 @@ class BertLayer {
     Tensor<T, D> h = attention_norm.apply(o.cview());
     o = Tensor<T, D>();
     Tensor<T, D> a = intermediate.apply(h.cview());
-    models_detail::gelu_inplace(a.data(), a.numel());
+    models_detail::gelu_inplace<D>(a.data(), a.numel());
     Tensor<T, D> f = output_dense.apply(a.cview());
     a = Tensor<T, D>();
     output_dropout.forward_inplace(f.data(), f.numel(), dc);
@@ -182,7 +187,7 @@ class BertLayer {
     output_dropout.backward_inplace(df.data(), df.numel(), cache.output_dropout);
     Tensor<T, D> da = output_dense.backward(df.cview(), cache.output_dense);
     df = Tensor<T, D>();
-    models_detail::gelu_backward_inplace(da.data(), cache.intermediate_pre.data(), da.numel());
+    models_detail::gelu_backward_inplace<D>(da.data(), cache.intermediate_pre.data(), da.numel());
     Tensor<T, D> dh = intermediate.backward(da.cview(), cache.intermediate);
     da = Tensor<T, D>();
     ops::axpy(T(1), dz.cview(), dh.view());

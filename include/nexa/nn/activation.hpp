@@ -66,6 +66,20 @@ struct Silu {
   }
 };
 
+// tanh (BERT's pooler). The derivative 1 - tanh(x)^2 is taken at the input x.
+struct Tanh {
+  static constexpr const char* name = "tanh";
+  template <class T>
+  NEXA_HOST_DEVICE static T value(T x) {
+    return std::tanh(x);
+  }
+  template <class T>
+  NEXA_HOST_DEVICE static T derivative(T x) {
+    const T y = std::tanh(x);
+    return T(1) - y * y;
+  }
+};
+
 template <class A>
 concept ActivationFn = requires(float x) {
   { A::value(x) } -> std::same_as<float>;
