@@ -1,4 +1,5 @@
-// Attention<FlashScores>, Attention<FullScores> (whose device core is the flash kernel) and
+// Attention<FlashScores>, Attention<FullScores> and Attention<LocalGlobalScores> (whose device core
+// is the flash kernel, masked to the window and global tokens) and
 // RelativePositionBias with D = cuda against the same modules on the CPU (FullScores against its
 // host core, which materialises the probabilities): same seed, same parameters, fresh random inputs; forward output,
 // dx, d(position bias) and every parameter gradient, with padding (trailing, leading and a sequence of padding only),
@@ -14,6 +15,7 @@
 
 #include "nexa/attention/flash_attention.hpp"
 #include "nexa/attention/full_attention.hpp"
+#include "nexa/attention/local_global_attention.hpp"
 #include "nexa/attention/relative_position_bias.hpp"
 
 using namespace nexa_test;
@@ -46,7 +48,15 @@ Module make_bias(index_t heads, index_t buckets, index_t max_distance, bool bidi
 struct Case {
   index_t batch, seq;
   bool causal, padding, relative_bias, t5;  // t5: no projection biases, no scaling
+  bool globals = false;                     // global tokens at 0 and S / 2 of every sequence
 };
+
+std::vector<std::int32_t> global_flags(index_t B, index_t S) {
+  std::vector<std::int32_t> flags(static_cast<std::size_t>(B * S), 0);
+  for (index_t b = 0; b < B; ++b)
+    flags[static_cast<std::size_t>(b * S)] = flags[static_cast<std::size_t>(b * S + S / 2)] = 1;
+  return flags;
+}
 
 template <class Scores>
 void compare_attention(const Case& c, std::uint64_t seed) {
@@ -57,6 +67,7 @@ void compare_attention(const Case& c, std::uint64_t seed) {
   CAPTURE(c.padding);
   CAPTURE(c.relative_bias);
   CAPTURE(c.t5);
+  CAPTURE(c.globals);
   using T = float;
   using CpuAttention = nexa::Attention<Scores, T, nexa::cpu>;
   using GpuAttention = nexa::Attention<Scores, T, nexa::cuda>;
@@ -76,6 +87,8 @@ void compare_attention(const Case& c, std::uint64_t seed) {
   const auto d_bias_start = Tensor<T>::randn({heads, 2 * S - 1}, rng);
   const auto mask = c.padding ? Tensor<std::int32_t>::from_host({B, S}, padding_flags(B, S)) : Tensor<std::int32_t>();
   const auto mask_gpu = c.padding ? on_device(mask) : DeviceTensor<std::int32_t>();
+  const auto global = c.globals ? Tensor<std::int32_t>::from_host({B, S}, global_flags(B, S)) : Tensor<std::int32_t>();
+  const auto global_gpu = c.globals ? on_device(global) : DeviceTensor<std::int32_t>();
 
   Tensor<T> bias;
   DeviceTensor<T> bias_gpu;
@@ -88,8 +101,9 @@ void compare_attention(const Case& c, std::uint64_t seed) {
 
   typename CpuAttention::Cache cpu_cache;
   typename GpuAttention::Cache gpu_cache;
-  const auto y = cpu.forward(x.cview(), mask.cview(), cpu_cache, bias.cview());
-  const auto y_gpu = gpu.forward(on_device(x).cview(), mask_gpu.cview(), gpu_cache, bias_gpu.cview());
+  const auto y = cpu.forward(x.cview(), mask.cview(), cpu_cache, bias.cview(), global.cview());
+  const auto y_gpu =
+      gpu.forward(on_device(x).cview(), mask_gpu.cview(), gpu_cache, bias_gpu.cview(), global_gpu.cview());
   REQUIRE(y_gpu.shape() == y.shape());
   CHECK(rel_error(y_gpu.to_host(), y.to_host()) < tolerance<T>());
 
@@ -153,6 +167,23 @@ TEST_CASE("cuda Attention<FullScores> (flash core) matches the CPU's materialise
   compare_attention_cases<nexa::FullScores>();
 }
 
+// The flash kernel masked to Longformer's window and global tokens against the CPU's banded
+// policy: padding queries (a whole padding sequence among them) output 0 and pass no gradient.
+TEST_CASE("cuda Attention<LocalGlobalScores> (flash core, windowed mask) matches the CPU's banded attention") {
+  using Window8 = nexa::LocalGlobalScores<8>;
+  compare_attention<Window8>(
+      {.batch = 4, .seq = 37, .causal = false, .padding = true, .relative_bias = true, .t5 = true, .globals = true},
+      411);
+  compare_attention<Window8>(
+      {.batch = 2, .seq = 150, .causal = false, .padding = false, .relative_bias = false, .t5 = false, .globals = true},
+      412);
+  compare_attention<Window8>(
+      {.batch = 4, .seq = 70, .causal = true, .padding = true, .relative_bias = true, .t5 = true, .globals = true},
+      413);
+  compare_attention<nexa::LocalGlobalScores<0>>(
+      {.batch = 2, .seq = 19, .causal = false, .padding = true, .relative_bias = false, .t5 = false}, 414);
+}
+
 template <class Scores>
 void check_device_refusals() {
   CAPTURE(Scores::name);
@@ -173,6 +204,7 @@ void check_device_refusals() {
 TEST_CASE("cuda attention: applied attention dropout and bad flags raise") {
   check_device_refusals<nexa::FlashScores<>>();
   check_device_refusals<nexa::FullScores>();
+  check_device_refusals<nexa::LocalGlobalScores<8>>();
 }
 
 TEST_CASE("cuda RelativePositionBias matches the CPU bit for bit: lookup and bucket gradient") {

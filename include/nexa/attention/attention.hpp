@@ -108,8 +108,7 @@ struct AttentionGrads {
 template <class Scores, class T = float, class D = cpu>
 class Attention {
   static_assert(std::same_as<D, cpu> || attention_runs_on_device<Scores>,
-                "Attention: on a device other than cpu only FlashScores and FullScores run ("
-                "LocalGlobalScores computes its core with host loops)");
+                "Attention: this Scores policy computes its core with host loops (no runs_on_device)");
 
  public:
   using Config = AttentionConfig;

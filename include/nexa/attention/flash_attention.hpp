@@ -183,7 +183,7 @@ struct FlashScores {
   template <class T, class D>
   static void forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     if constexpr (!std::same_as<D, cpu>) {
-      device_forward(p, saved, context);
+      device_forward(device_args(p, name), saved, context);
     } else {
       host_forward(p, saved, context);
     }
@@ -192,28 +192,28 @@ struct FlashScores {
   template <class T, class D>
   static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
                        AttentionGrads<T> g) {
-    check_saved(p, saved);
+    check_saved(p, saved, name);
     if constexpr (!std::same_as<D, cpu>) {
-      FlashAttentionKernel<D>::backward(device_args(p), saved.output.data(), saved.logsumexp.data(), dcontext, g.dq,
-                                        g.dk, g.dv, g.d_relative_bias);
+      device_backward(device_args(p, name), saved, dcontext, g);
     } else {
       host_backward(p, saved, dcontext, g);
     }
   }
 
- private:
+  // The device path, shared with the policies whose device core is this kernel (FullScores,
+  // LocalGlobalScores): `who` names the policy in errors.
   template <class T, class D>
-  static void check_saved(const AttentionProblem<T, D>& p, const Saved<T, D>& saved) {
+  static void check_saved(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const char* who) {
     const index_t B = p.batch, H = p.heads, S = p.seq, dh = p.head_dim;
-    require(saved.output.shape() == Shape{B, H, S, dh} && saved.logsumexp.shape() == Shape{B, H, S}, name,
+    require(saved.output.shape() == Shape{B, H, S, dh} && saved.logsumexp.shape() == Shape{B, H, S}, who,
             "backward needs the saved state of a forward on this problem: output ", Shape{B, H, S, dh},
             " and logsumexp ", Shape{B, H, S}, ", got ", saved.output.shape(), " and ", saved.logsumexp.shape());
   }
 
   template <class T, class D>
-  static FlashAttentionArgs<T> device_args(const AttentionProblem<T, D>& p) {
+  static FlashAttentionArgs<T> device_args(const AttentionProblem<T, D>& p, const char* who) {
     // The device kernels apply no dropout: attention dropout would change which entries they sum.
-    require(!p.dropout_applied(), name,
+    require(!p.dropout_applied(), who,
             "attention dropout is not implemented on this device: expected dropout 0 or set_training(false), got "
             "an applied dropout call");
     return {.batch = p.batch,
@@ -231,14 +231,21 @@ struct FlashScores {
 
   // The kernel writes the saved output; the context is its copy (the module owns both).
   template <class T, class D>
-  static void device_forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
-    const FlashAttentionArgs<T> args = device_args(p);
-    saved.output = Tensor<T, D>::uninitialized({p.batch, p.heads, p.seq, p.head_dim});
-    saved.logsumexp = Tensor<acc_t<T>, D>::uninitialized({p.batch, p.heads, p.seq});
+  static void device_forward(const FlashAttentionArgs<T>& args, Saved<T, D>& saved, T* context) {
+    saved.output = Tensor<T, D>::uninitialized({args.batch, args.heads, args.seq, args.head_dim});
+    saved.logsumexp = Tensor<acc_t<T>, D>::uninitialized({args.batch, args.heads, args.seq});
     FlashAttentionKernel<D>::forward(args, saved.output.data(), saved.logsumexp.data());
     ops::copy(saved.output.cview(), TensorView<T, D>(context, saved.output.shape()));
   }
 
+  template <class T, class D>
+  static void device_backward(const FlashAttentionArgs<T>& args, const Saved<T, D>& saved, const T* dcontext,
+                              AttentionGrads<T> g) {
+    FlashAttentionKernel<D>::backward(args, saved.output.data(), saved.logsumexp.data(), dcontext, g.dq, g.dk, g.dv,
+                                      g.d_relative_bias);
+  }
+
+ private:
   template <class T, class D>
   static void host_forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     static_assert(std::same_as<T, acc_t<T>>, "FlashAttention: tiles are computed in T, which must be float or double");

@@ -55,10 +55,7 @@ struct FullScores {
   template <class T, class D>
   static void forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     if constexpr (!std::same_as<D, cpu>) {
-      require(!p.dropout_applied(), name,
-              "attention dropout is not implemented on this device (its core is the flash kernel): expected dropout "
-              "0 or set_training(false), got an applied dropout call");
-      DeviceCore::forward(p, saved, context);
+      DeviceCore::device_forward(DeviceCore::device_args(p, name), saved, context);
     } else {
       host_forward(p, saved, context);
     }
@@ -68,7 +65,8 @@ struct FullScores {
   static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
                        AttentionGrads<T> g) {
     if constexpr (!std::same_as<D, cpu>) {
-      DeviceCore::backward(p, saved, dcontext, g);
+      DeviceCore::check_saved(p, saved, name);
+      DeviceCore::device_backward(DeviceCore::device_args(p, name), saved, dcontext, g);
     } else {
       host_backward(p, saved, dcontext, g);
     }

@@ -37,10 +37,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "nexa/attention/attention.hpp"
+#include "nexa/attention/flash_attention.hpp"
 #include "nexa/attention/score_rows.hpp"
 #include "nexa/core/error.hpp"
 #include "nexa/core/parallel.hpp"
@@ -121,21 +123,62 @@ TensorView<T, D> matrix(T* data, index_t rows, index_t cols) {
 
 }  // namespace local_global_detail
 
+namespace local_global_detail {
+template <class T, class D>
+struct HostSaved {
+  Tensor<T, D> band;            // [B, H, S, band width]
+  Tensor<T, D> global_columns;  // [B, H, S, G]
+  Tensor<T, D> global_rows;     // [B, H, G, S]
+};
+}  // namespace local_global_detail
+
+// On a device the FlashAttention-2 kernel computes the same function with the window and the
+// global flags as its mask (padding queries output 0 there too): memory O(S), but every score tile
+// is visited, so the cost is that of full attention. Applied attention dropout raises there.
 template <index_t Window>
 struct LocalGlobalScores {
   static_assert(Window >= 0, "LocalGlobalScores: Window must be non-negative");
   static constexpr const char* name = "LocalGlobalAttention";
+  static constexpr bool runs_on_device = true;
+  using DeviceCore = FlashScores<>;
 
   template <class T, class D>
-  struct Saved {
-    Tensor<T, D> band;            // [B, H, S, band width]
-    Tensor<T, D> global_columns;  // [B, H, S, G]
-    Tensor<T, D> global_rows;     // [B, H, G, S]
-  };
+  using Saved = std::conditional_t<std::same_as<D, cpu>, local_global_detail::HostSaved<T, D>,
+                                   typename DeviceCore::template Saved<T, D>>;
 
   template <class T, class D>
   static void forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     check_problem(p);
+    if constexpr (!std::same_as<D, cpu>) {
+      DeviceCore::device_forward(device_args(p), saved, context);
+    } else {
+      host_forward(p, saved, context);
+    }
+  }
+
+  template <class T, class D>
+  static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
+                       AttentionGrads<T> g) {
+    check_problem(p);
+    if constexpr (!std::same_as<D, cpu>) {
+      DeviceCore::check_saved(p, saved, name);
+      DeviceCore::device_backward(device_args(p), saved, dcontext, g);
+    } else {
+      host_backward(p, saved, dcontext, g);
+    }
+  }
+
+ private:
+  template <class T, class D>
+  static FlashAttentionArgs<T> device_args(const AttentionProblem<T, D>& p) {
+    FlashAttentionArgs<T> args = DeviceCore::device_args(p, name);
+    args.half_window = Window / 2;
+    args.global = p.global;
+    return args;
+  }
+
+  template <class T, class D>
+  static void host_forward(const AttentionProblem<T, D>& p, Saved<T, D>& saved, T* context) {
     const index_t B = p.batch, H = p.heads, S = p.seq;
     const local_global_detail::Band band = band_of(p);
     const local_global_detail::GlobalTokens globals(p);
@@ -151,9 +194,8 @@ struct LocalGlobalScores {
   }
 
   template <class T, class D>
-  static void backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
-                       AttentionGrads<T> g) {
-    check_problem(p);
+  static void host_backward(const AttentionProblem<T, D>& p, const Saved<T, D>& saved, const T* dcontext,
+                            AttentionGrads<T> g) {
     const index_t B = p.batch, H = p.heads, S = p.seq;
     const local_global_detail::Band band = band_of(p);
     const local_global_detail::GlobalTokens globals(p);
@@ -180,7 +222,6 @@ struct LocalGlobalScores {
     if (g.d_relative_bias) reduce_bias_grad(p, band, globals, ds, g.d_relative_bias);
   }
 
- private:
   template <class T>
   struct Scratch {
     Tensor<T, cpu> band, global_columns, global_rows;  // d(scores), laid out as Saved

@@ -21,6 +21,12 @@ struct FlashAttentionArgs {
   const T* relative_bias = nullptr;       // [heads, 2S - 1], bias[h, j - i] at [h, j - i + S - 1]; null = none
   T scale = T(1);
   bool causal = false;
+  // Longformer's local window + global tokens (LocalGlobalAttention) when half_window >= 0: a
+  // non-padding query sees the keys with |i - j| <= half_window, and every key when it or the key is
+  // global (global: [B, S], 1 = global; null = none); a padding query sees nothing and its output
+  // is 0. half_window < 0: every key (full attention; a query that sees no key averages all S).
+  index_t half_window = -1;
+  const std::int32_t* global = nullptr;
 };
 
 // FlashAttentionKernel<Device>:

@@ -35,6 +35,10 @@ struct FlashAttentionKernel<cpu> {
 
   template <class T>
   static AttentionProblem<T, cpu> problem(const FlashAttentionArgs<T>& a) {
+    require(a.half_window < 0 && !a.global, "FlashAttentionKernel<cpu>",
+            "a local window and global tokens are LocalGlobalAttention's on the CPU: expected half_window < 0 and no "
+            "global flags, got half_window ",
+            a.half_window, a.global ? " and global flags" : "");
     AttentionProblem<T, cpu> p;
     p.batch = a.batch;
     p.heads = a.heads;

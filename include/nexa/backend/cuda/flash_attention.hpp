@@ -56,6 +56,8 @@ struct Problem {
   const raw_t<T>* relative_bias;
   float scale;
   bool causal;
+  index_t half_window;  // < 0: full attention; else local window + global tokens
+  const std::int32_t* global;
 };
 
 template <class T>
@@ -70,13 +72,25 @@ Problem<T> problem(const FlashAttentionArgs<T>& a) {
           a.padding,
           reinterpret_cast<const raw_t<T>*>(a.relative_bias),
           static_cast<float>(a.scale),
-          a.causal};
+          a.causal,
+          a.half_window,
+          a.global};
+}
+
+template <class T>
+__device__ bool local_global(const Problem<T>& a) {
+  return a.half_window >= 0;
 }
 
 template <class T>
 __device__ bool sees(const Problem<T>& a, index_t b, index_t i, index_t j) {
-  if (a.padding && a.padding[b * a.seq + j] == 0) return false;
-  return !(a.causal && j > i);
+  const index_t S = a.seq;
+  if (a.padding && a.padding[b * S + j] == 0) return false;
+  if (a.causal && j > i) return false;
+  if (!local_global(a)) return true;
+  if (a.padding && a.padding[b * S + i] == 0) return false;  // padding sees nothing
+  const index_t distance = i > j ? i - j : j - i;
+  return distance <= a.half_window || (a.global && (a.global[b * S + i] != 0 || a.global[b * S + j] != 0));
 }
 
 // scale * q . k + bias[h, j - i] (q and k are rows of head_dim floats).
@@ -162,7 +176,9 @@ __global__ void forward_kernel(Problem<T> a, int tile, raw_t<T>* out, float* log
   raw_t<T>* o = out + (bh * S + i0) * dh;
   for (index_t idx = threadIdx.x; idx < nq * dh; idx += blockDim.x) {
     const index_t r = idx / dh, d = idx % dh;
-    if (row_max[r] == -CUDART_INF_F) {  // sees no key: the mean of all S values
+    if (row_max[r] == -CUDART_INF_F && local_global(a)) {  // a padding query: 0
+      o[idx] = encode<T>(0.f);
+    } else if (row_max[r] == -CUDART_INF_F) {  // sees no key: the mean of all S values
       float acc = 0.f;
       for (index_t j = 0; j < S; ++j) acc += decode<T>(v[j * dh + d]);
       o[idx] = encode<T>(acc / static_cast<float>(S));
@@ -254,10 +270,12 @@ __global__ void dkdv_kernel(Problem<T> a, int tile, const raw_t<T>* d_out, const
   }
   __syncthreads();
   // Queries that see no key (a prefix of the rows) weigh every key 1 / S: dV += (1 / S) sum dO.
+  // Under a local window those are padding queries, whose output is 0: they add nothing.
   for (index_t idx = threadIdx.x; idx < nk * dh; idx += blockDim.x) {
     const index_t d = idx % dh;
     float acc = 0.f;
-    for (index_t i = 0; i < S && logsumexp[bh * S + i] == CUDART_INF_F; ++i) acc += decode<T>(dout[i * dh + d]);
+    for (index_t i = 0; i < S && !local_global(a) && logsumexp[bh * S + i] == CUDART_INF_F; ++i)
+      acc += decode<T>(dout[i * dh + d]);
     dv[head + j0 * dh + idx] = encode<T>(dvs[idx] + acc / static_cast<float>(S));
     dk[head + j0 * dh + idx] = encode<T>(dks[idx]);
   }
