@@ -1,5 +1,6 @@
 #pragma once
-// Data parallelism over a host Communicator (NoComm, MpiComm): every rank holds a whole replica of
+// Data parallelism over a Communicator (NoComm, MpiComm with CPU parameters; NcclComm with GPU
+// parameters: the parameters live on the communicator's device): every rank holds a whole replica of
 // the module and runs forward and backward on its own share of the batch; then
 //   GradientSync::average_gradients()   replaces every trainable gradient by its mean over ranks,
 // so that an AdamW step on each rank moves every replica identically. broadcast_parameters makes
@@ -41,6 +42,8 @@
 #include "nexa/core/error.hpp"
 #include "nexa/core/param.hpp"
 #include "nexa/dist/communicator.hpp"
+#include "nexa/dist/host_collectives.hpp"
+#include "nexa/ops/elementwise.hpp"
 
 namespace nexa::dist {
 
@@ -49,32 +52,35 @@ inline constexpr std::size_t default_bucket_bytes = std::size_t{25} << 20;
 namespace dp_detail {
 
 // The parameters of one scalar type, in visit order, as one virtual flat vector.
-template <class T>
+template <class T, class D>
 struct FlatParams {
   std::vector<std::string> names;
-  std::vector<Param<T, cpu>*> params;
+  std::vector<Param<T, D>*> params;
   std::vector<index_t> offsets{0};  // params[i] covers [offsets[i], offsets[i + 1])
 
   [[nodiscard]] index_t total() const { return offsets.back(); }
 };
 
+template <class D>
 struct ModuleParams {
-  FlatParams<float> f32;
-  FlatParams<double> f64;
+  FlatParams<float, D> f32;
+  FlatParams<double, D> f64;
 };
 
 enum class Select { trainable, all };
 
-template <class Module>
-ModuleParams collect_params(Module& module, Select select) {
-  ModuleParams out;
-  module.visit_params([&](const std::string& name, auto& p) {
+template <class D, class Module>
+ModuleParams<D> collect_params(Module& model, Select select) {
+  ModuleParams<D> out;
+  model.visit_params([&](const std::string& name, auto& p) {
     using P = std::remove_cvref_t<decltype(p)>;
     using T = typename std::remove_cvref_t<decltype(p.value)>::value_type;
-    static_assert(std::same_as<P, Param<T, cpu>>, "nexa::dist: data parallelism needs CPU parameters");
+    static_assert(std::same_as<P, Param<T, D>>,
+                  "nexa::dist: the parameters must live on the communicator's device (CPU for NoComm and MpiComm, "
+                  "GPU for NcclComm)");
     static_assert(std::same_as<T, float> || std::same_as<T, double>, "nexa::dist: parameters must be float or double");
     if (select == Select::trainable && !p.trainable) return;
-    FlatParams<T>* group = nullptr;
+    FlatParams<T, D>* group = nullptr;
     if constexpr (std::same_as<T, float>) {
       group = &out.f32;
     } else {
@@ -94,8 +100,8 @@ inline void fnv1a(std::uint64_t& h, const void* data, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
 }
 
-template <class T>
-void hash_group(std::uint64_t& h, const FlatParams<T>& group) {
+template <class T, class D>
+void hash_group(std::uint64_t& h, const FlatParams<T, D>& group) {
   const std::uint64_t scalar = sizeof(T);
   fnv1a(h, &scalar, sizeof scalar);
   for (std::size_t i = 0; i < group.params.size(); ++i) {
@@ -124,7 +130,8 @@ inline std::int64_t get_int64(const std::int32_t* words) {
   return static_cast<std::int64_t>((hi << 32) | lo);
 }
 
-inline std::vector<std::int32_t> layout_of(const ModuleParams& p) {
+template <class D>
+std::vector<std::int32_t> layout_of(const ModuleParams<D>& p) {
   std::uint64_t h = 14695981039346656037ull;
   hash_group(h, p.f32);
   hash_group(h, p.f64);
@@ -151,8 +158,8 @@ struct Setting {
 // rank 0. Everything compared travels in one all_gather, so every rank takes the same decision;
 // checks of the settings' values belong after this call (they then agree too).
 template <Communicator Comm>
-void require_same_params(Comm& comm, const ModuleParams& params, std::string_view who, std::string_view what,
-                         std::span<const Setting> settings = {}) {
+void require_same_params(Comm& comm, const ModuleParams<typename Comm::device>& params, std::string_view who,
+                         std::string_view what, std::span<const Setting> settings = {}) {
   std::vector<std::int32_t> mine = layout_of(params);
   for (const Setting& s : settings) {
     mine.resize(mine.size() + 2);
@@ -160,7 +167,7 @@ void require_same_params(Comm& comm, const ModuleParams& params, std::string_vie
   }
   const auto words = static_cast<index_t>(mine.size());
   std::vector<std::int32_t> all(mine.size() * static_cast<std::size_t>(comm.size()));
-  comm.all_gather(mine.data(), words, all.data());
+  host_all_gather(comm, mine.data(), words, all.data());
   auto describe = [&](int r) {
     const std::int32_t* w = all.data() + words * r;
     return nexa::detail::concat(get_int64(w), " float tensors (", get_int64(w + 2), " elements) and ", get_int64(w + 4),
@@ -190,8 +197,8 @@ void require_same_params(Comm& comm, const ModuleParams& params, std::string_vie
 
 // Calls f(i, lo, n) for each piece of the group's flat elements [begin, end), in flat order: the
 // piece is params[i]'s elements [lo, lo + n).
-template <class T, class F>
-void for_each_segment(const FlatParams<T>& group, index_t begin, index_t end, F&& f) {
+template <class T, class D, class F>
+void for_each_segment(const FlatParams<T, D>& group, index_t begin, index_t end, F&& f) {
   if (begin >= end) return;
   auto it = std::upper_bound(group.offsets.begin(), group.offsets.end(), begin);
   for (auto i = static_cast<std::size_t>(it - group.offsets.begin()) - 1; begin < end; ++i) {
@@ -202,9 +209,9 @@ void for_each_segment(const FlatParams<T>& group, index_t begin, index_t end, F&
   }
 }
 
-template <class T>
-void require_gradient(const FlatParams<T>& group, std::size_t i, std::string_view who) {
-  const Param<T, cpu>& p = *group.params[i];
+template <class T, class D>
+void require_gradient(const FlatParams<T, D>& group, std::size_t i, std::string_view who) {
+  const Param<T, D>& p = *group.params[i];
   require(p.trainable && p.grad.shape() == p.value.shape(), who, "parameter ", group.names[i],
           " was frozen or resized after construction (value ", p.value.shape(), ", grad ", p.grad.shape(),
           "): construct a new one");
@@ -218,13 +225,13 @@ void require_gradient(const FlatParams<T>& group, std::size_t i, std::string_vie
 // (checked on every rank alike: nexa::Error).
 template <Communicator Comm>
 class GradientSync {
-  static_assert(std::same_as<typename Comm::device, cpu>, "GradientSync: parameters live on the CPU");
+  using D = typename Comm::device;
 
  public:
   template <class Module>
-  GradientSync(Module& module, Comm& comm, std::size_t bucket_bytes = default_bucket_bytes)
+  GradientSync(Module& model, Comm& comm, std::size_t bucket_bytes = default_bucket_bytes)
       : comm_(&comm),
-        params_(dp_detail::collect_params(module, dp_detail::Select::trainable)),
+        params_(dp_detail::collect_params<D>(model, dp_detail::Select::trainable)),
         bucket_bytes_(bucket_bytes) {
     const dp_detail::Setting settings[] = {
         dp_detail::Setting::of("bucket_bytes", static_cast<std::int64_t>(bucket_bytes))};
@@ -250,49 +257,55 @@ class GradientSync {
     return static_cast<index_t>(bucket_bytes_ / sizeof(T));
   }
   template <class T>
-  [[nodiscard]] index_t buckets(const dp_detail::FlatParams<T>& group) const {
+  [[nodiscard]] index_t buckets(const dp_detail::FlatParams<T, D>& group) const {
     return (group.total() + capacity<T>() - 1) / capacity<T>();
   }
 
   template <class T>
-  void average(const dp_detail::FlatParams<T>& group) {
+  void average(const dp_detail::FlatParams<T, D>& group) {
     for (std::size_t i = 0; i < group.params.size(); ++i) dp_detail::require_gradient(group, i, "GradientSync");
     const index_t total = group.total();
-    std::vector<T> bucket(static_cast<std::size_t>(std::min(total, capacity<T>())));
+    auto bucket = Tensor<T, D>::uninitialized({std::min(total, capacity<T>())});
     const T ranks = static_cast<T>(comm_->size());
     for (index_t begin = 0; begin < total; begin += capacity<T>()) {
       const index_t end = std::min(total, begin + capacity<T>());
       T* out = bucket.data();
       dp_detail::for_each_segment(group, begin, end, [&](std::size_t i, index_t lo, index_t n) {
-        out = std::copy_n(group.params[i]->grad.data() + lo, n, out);
+        ElementwiseKernel<D>::copy(n, group.params[i]->grad.data() + lo, out);
+        out += n;
       });
       comm_->all_reduce_sum(bucket.data(), bucket.data(), end - begin);
       const T* in = bucket.data();
       dp_detail::for_each_segment(group, begin, end, [&](std::size_t i, index_t lo, index_t n) {
         T* g = group.params[i]->grad.data() + lo;
-        for (index_t j = 0; j < n; ++j) g[j] = in[j] / ranks;
+        if constexpr (std::same_as<D, cpu>) {
+          for (index_t j = 0; j < n; ++j) g[j] = in[j] / ranks;
+        } else {  // x * (1 / size): x / size exactly when size is a power of two
+          ElementwiseKernel<D>::copy(n, in, g);
+          ElementwiseKernel<D>::scale(n, T(1) / ranks, g);
+        }
         in += n;
       });
     }
   }
 
   Comm* comm_;
-  dp_detail::ModuleParams params_;
+  dp_detail::ModuleParams<D> params_;
   std::size_t bucket_bytes_;
 };
 
 // Copies every parameter of `root`'s replica (trainable and frozen) into the other ranks'
 // replicas, one broadcast per tensor, after checking that all ranks hold the same parameters.
 template <class Module, Communicator Comm>
-void broadcast_parameters(Module& module, Comm& comm, int root = 0) {
-  static_assert(std::same_as<typename Comm::device, cpu>, "broadcast_parameters: parameters live on the CPU");
-  const dp_detail::ModuleParams params = dp_detail::collect_params(module, dp_detail::Select::all);
+void broadcast_parameters(Module& model, Comm& comm, int root = 0) {
+  using D = typename Comm::device;
+  const dp_detail::ModuleParams<D> params = dp_detail::collect_params<D>(model, dp_detail::Select::all);
   const dp_detail::Setting settings[] = {dp_detail::Setting::of("root", std::int64_t{root})};
   dp_detail::require_same_params(comm, params, "broadcast_parameters", "", settings);
   require(root >= 0 && root < comm.size(), "broadcast_parameters", "root must be in [0, ", comm.size(), "), got ",
           root);
-  for (Param<float, cpu>* p : params.f32.params) comm.broadcast(p->value.data(), p->value.numel(), root);
-  for (Param<double, cpu>* p : params.f64.params) comm.broadcast(p->value.data(), p->value.numel(), root);
+  for (Param<float, D>* p : params.f32.params) comm.broadcast(p->value.data(), p->value.numel(), root);
+  for (Param<double, D>* p : params.f64.params) comm.broadcast(p->value.data(), p->value.numel(), root);
 }
 
 }  // namespace nexa::dist

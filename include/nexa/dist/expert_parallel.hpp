@@ -28,8 +28,10 @@
 // keeps the owned ones, so a layer built from the same seed on every rank holds MoELayer's
 // parameters; visit_params names them as MoELayer does (experts.expert_<global index>), so a
 // rank's parameters load from, and save to, the single-process checkpoint's names.
-// Only routers that score tokens through logits qualify (TopKRouter, NexusRouter), and only host
-// communicators (NoComm, MpiComm); a capacity limit is not supported (the layer is dropless).
+// Only routers that score tokens through logits qualify (TopKRouter, NexusRouter); a capacity
+// limit is not supported (the layer is dropless). The device is the communicator's: host buffers
+// with NoComm and MpiComm, GPU buffers with NcclComm (token rows travel device to device; the
+// small per-rank tables are built on the host and staged through the device for NCCL).
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -41,6 +43,7 @@
 
 #include "nexa/core/scalar.hpp"
 #include "nexa/dist/communicator.hpp"
+#include "nexa/dist/host_collectives.hpp"
 #include "nexa/moe/combine_backward.hpp"
 #include "nexa/moe/concepts.hpp"
 #include "nexa/moe/config.hpp"
@@ -54,7 +57,6 @@ template <Router R, Expert E, Communicator C, class T = float>
 class ExpertParallelMoE {
  public:
   using D = typename C::device;
-  static_assert(std::same_as<D, cpu>, "ExpertParallelMoE: host communicators only so far (NoComm, MpiComm)");
   using RouterT = typename R::template rebind<T, D>;
   using ExpertT = typename E::template rebind<T, D>;
   using A = acc_t<T>;
@@ -145,13 +147,14 @@ class ExpertParallelMoE {
       cache.plan = ops::group_by_expert(routing.experts, n_exp);
       mine[1] = static_cast<std::int32_t>(flat.rows());
       for (index_t e = 0; e < n_exp; ++e) mine[static_cast<std::size_t>(2 + e)] = narrow(cache.plan.tokens_of(e));
+      const std::vector<std::int32_t> chosen = routing.experts.to_host();
       for (index_t t = 0; t < flat.rows(); ++t)
-        ++mine[static_cast<std::size_t>(2 + n_exp + routing.experts.data()[t * k])];
+        ++mine[static_cast<std::size_t>(2 + n_exp + chosen[static_cast<std::size_t>(t * k)])];
     } else {
       mine[1] = x.rank() >= 1 ? narrow(x.cols()) : -1;
     }
     std::vector<std::int32_t> all(static_cast<std::size_t>(width * ranks));
-    comm_->all_gather(mine.data(), width, all.data());
+    host_all_gather(*comm_, mine.data(), width, all.data());
     const auto at = [&](index_t r, index_t i) {
       return static_cast<index_t>(all[static_cast<std::size_t>(r * width + i)]);
     };
@@ -209,7 +212,7 @@ class ExpertParallelMoE {
     const index_t d = config_.d_model, ranks = comm_->size();
     const std::int32_t ok = dy.shape() == cache.input_shape ? 1 : 0;
     std::vector<std::int32_t> oks(static_cast<std::size_t>(ranks));
-    comm_->all_gather(&ok, 1, oks.data());
+    host_all_gather(*comm_, &ok, 1, oks.data());
     require(ok == 1, "ExpertParallelMoE", "dy shape expected ", cache.input_shape, ", got ", dy.shape());
     for (index_t r = 0; r < ranks; ++r)
       require(oks[static_cast<std::size_t>(r)] == 1, "ExpertParallelMoE", "rank ", r,
@@ -255,7 +258,7 @@ class ExpertParallelMoE {
     const std::int32_t mine[n] = {narrow(config_.d_model), narrow(config_.d_ff), narrow(config_.num_experts), k,
                                   config_.capacity_factor == 0 ? 0 : 1};
     std::vector<std::int32_t> all(static_cast<std::size_t>(n * comm_->size()));
-    comm_->all_gather(mine, n, all.data());
+    host_all_gather(*comm_, mine, n, all.data());
     for (int r = 1; r < comm_->size(); ++r) {
       const std::int32_t* o = all.data() + r * n;
       require(std::equal(all.data(), all.data() + n, o), "ExpertParallelMoE",
@@ -275,7 +278,7 @@ class ExpertParallelMoE {
     std::vector<double> sums(n_exp + 1, 0.0);
     std::copy(stats.prob_sums.begin(), stats.prob_sums.end(), sums.begin());
     sums.back() = stats.logsumexp_squares;
-    comm_->all_reduce_sum(sums.data(), sums.data(), static_cast<index_t>(sums.size()));
+    host_all_reduce_sum(*comm_, sums.data(), static_cast<index_t>(sums.size()));
     if (!stats.prob_sums.empty()) std::copy_n(sums.begin(), n_exp, stats.prob_sums.begin());
     stats.logsumexp_squares = sums.back();
     cache.router.aux.load_balance = load_balance_value<A>(stats, config_.load_balance_coef);
@@ -301,8 +304,7 @@ class ExpertParallelMoE {
       cache.owned_offsets[j + 1] = cache.owned_offsets[j] + rows;
     }
     const index_t total = cache.owned_offsets.back();
-    cache.owned_to_recv = Tensor<std::int32_t, D>::uninitialized({total});
-    cache.recv_to_owned = Tensor<std::int32_t, D>::uninitialized({total});
+    std::vector<std::int32_t> owned_to_recv(static_cast<std::size_t>(total)), recv_to_owned(owned_to_recv.size());
     index_t source_begin = 0;          // first received row from source s
     std::vector<index_t> next(owned);  // next owned-order row of each owned expert
     for (std::size_t j = 0; j < owned; ++j) next[j] = cache.owned_offsets[j];
@@ -312,12 +314,14 @@ class ExpertParallelMoE {
         const index_t count = at(s, 2 + owned_.begin + static_cast<index_t>(j));
         for (index_t i = 0; i < count; ++i, ++row) {
           const index_t o = next[j]++;
-          cache.owned_to_recv.data()[o] = narrow(row);
-          cache.recv_to_owned.data()[row] = narrow(o);
+          owned_to_recv[static_cast<std::size_t>(o)] = narrow(row);
+          recv_to_owned[static_cast<std::size_t>(row)] = narrow(o);
         }
       }
       source_begin += cache.recv_rows[static_cast<std::size_t>(s)];
     }
+    cache.owned_to_recv = Tensor<std::int32_t, D>::from_host({total}, owned_to_recv);
+    cache.recv_to_owned = Tensor<std::int32_t, D>::from_host({total}, recv_to_owned);
   }
 
   // rows [sum(send_rows), d] sent in rank blocks; returns [sum(recv_rows), d].

@@ -47,10 +47,10 @@ class ShardedAdamW {
 
  public:
   template <class Module>
-  ShardedAdamW(Module& module, Comm& comm, train::AdamWConfig config = {},
+  ShardedAdamW(Module& model, Comm& comm, train::AdamWConfig config = {},
                std::size_t chunk_bytes = default_chunk_bytes)
       : comm_(&comm), config_(std::move(config)), chunk_bytes_(chunk_bytes) {
-    dp_detail::ModuleParams params = dp_detail::collect_params(module, dp_detail::Select::trainable);
+    dp_detail::ModuleParams<cpu> params = dp_detail::collect_params<cpu>(model, dp_detail::Select::trainable);
     f32_.decay = decay_flags(params.f32);
     f64_.decay = decay_flags(params.f64);
     // Which parameters decay comes from a function, compared through its flags.
@@ -114,7 +114,7 @@ class ShardedAdamW {
  private:
   template <class T>
   struct Group {
-    dp_detail::FlatParams<T> flat;
+    dp_detail::FlatParams<T, cpu> flat;
     std::vector<bool> decay;  // per parameter
     Share share;              // this rank's flat elements
     index_t block = 0;        // the largest share (rank 0's): every rank's block in the collectives
@@ -123,7 +123,7 @@ class ShardedAdamW {
   };
 
   template <class T>
-  std::vector<bool> decay_flags(const dp_detail::FlatParams<T>& flat) const {
+  std::vector<bool> decay_flags(const dp_detail::FlatParams<T, cpu>& flat) const {
     std::vector<bool> decay;
     for (const std::string& name : flat.names)
       decay.push_back(!(config_.no_weight_decay && config_.no_weight_decay(name)));
@@ -131,7 +131,7 @@ class ShardedAdamW {
   }
 
   template <class T>
-  void init(Group<T>& g, dp_detail::FlatParams<T>&& flat) {
+  void init(Group<T>& g, dp_detail::FlatParams<T, cpu>&& flat) {
     g.flat = std::move(flat);
     const index_t total = g.flat.total();
     g.share = share_of(total, comm_->size(), comm_->rank());

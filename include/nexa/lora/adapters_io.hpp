@@ -31,7 +31,7 @@ inline bool is_lora_param(std::string_view name) {
 template <class Module>
 class AdapterParams {
  public:
-  AdapterParams(Module& module, std::string prefix) : module_(&module), prefix_(std::move(prefix)) {}
+  AdapterParams(Module& model, std::string prefix) : module_(&model), prefix_(std::move(prefix)) {}
   template <class F>
   void visit_params(F&& f, const std::string& prefix = "") {
     module_->visit_params(
@@ -48,9 +48,9 @@ class AdapterParams {
 
 // Writes the adapters of `module` (atomically; F32 by default).
 template <class Module>
-void save_adapters(Module& module, const std::filesystem::path& path, const std::string& prefix = "",
+void save_adapters(Module& model, const std::filesystem::path& path, const std::string& prefix = "",
                    Dtype dtype = Dtype::F32, const SafetensorsMetadata& metadata = {}) {
-  AdapterParams<Module> adapters(module, prefix);
+  AdapterParams<Module> adapters(model, prefix);
   std::size_t count = 0;
   adapters.visit_params([&](const std::string&, auto&) { ++count; });
   require(count > 0, "LoRA", "save_adapters: the module has no lora_A/lora_B parameters");
@@ -59,9 +59,9 @@ void save_adapters(Module& module, const std::filesystem::path& path, const std:
 
 // Reads the adapters of `module` from `path`, converting dtypes; the base is left as it is.
 template <class Module>
-void load_adapters(Module& module, const std::filesystem::path& path, const std::string& prefix = "",
+void load_adapters(Module& model, const std::filesystem::path& path, const std::string& prefix = "",
                    bool strict = true) {
-  AdapterParams<Module> adapters(module, prefix);
+  AdapterParams<Module> adapters(model, prefix);
   load_safetensors(adapters, path, strict);
 }
 

@@ -41,9 +41,9 @@ double sum_squares(const T* x, index_t n) {
 
 // Global L2 norm of the trainable gradients, in double.
 template <class Module>
-[[nodiscard]] double grad_norm(Module& module) {
+[[nodiscard]] double grad_norm(Module& model) {
   double total = 0;
-  module.visit_params([&](const std::string&, auto& p) {
+  model.visit_params([&](const std::string&, auto& p) {
     static_assert(std::same_as<typename std::remove_cvref_t<decltype(p.grad)>::device, cpu>,
                   "grad_norm: only CPU parameters are supported yet");
     if (p.trainable) total += detail::sum_squares(p.grad.data(), p.grad.numel());
@@ -54,13 +54,13 @@ template <class Module>
 // Scales the trainable gradients so that their global L2 norm is at most max_norm; returns the
 // norm before clipping.
 template <class Module>
-double clip_grad_norm(Module& module, double max_norm) {
+double clip_grad_norm(Module& model, double max_norm) {
   require(max_norm >= 0 && !std::isnan(max_norm), "clip_grad_norm", "max_norm must be non-negative, got ", max_norm);
-  const double norm = grad_norm(module);
+  const double norm = grad_norm(model);
   if (!std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (coef < 1.0) {
-    module.visit_params([&](const std::string&, auto& p) {
+    model.visit_params([&](const std::string&, auto& p) {
       if (!p.trainable) return;
       using T = typename std::remove_cvref_t<decltype(p.grad)>::value_type;
       const T scale = static_cast<T>(coef);
