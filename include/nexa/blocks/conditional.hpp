@@ -6,8 +6,10 @@
 // smaller batch, run, and scattered back.
 //   Conditional<Stack<PreLNBlock<LocalGlobalAttention<64>, T5FFN<Relu>>>> cot(config, rng);
 //   y = cot.forward(x, reasoning_required, mask, cache);
-// Parameter names are the inner module's.
+// Parameter names are the inner module's. On CUDA the [B] flags are read from a host copy and
+// the sequences are gathered and scattered by device copies, one per engaged sequence.
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -19,8 +21,6 @@ namespace nexa {
 
 template <class Inner, class T = float, class D = cpu>
 class Conditional {
-  static_assert(std::same_as<D, cpu>, "Conditional: only the CPU backend implements it yet");
-
  public:
   using InnerT = typename Inner::template rebind<T, D>;
   using Config = typename InnerT::Config;
@@ -60,8 +60,10 @@ class Conditional {
     require_shape(reasoning_required, Shape{B}, "Conditional", "reasoning_required");
     cache.shape = x.shape();
     cache.engaged.clear();
+    std::vector<std::int32_t> flags(static_cast<std::size_t>(B));
+    detail::Transfer<D>::to_host(flags.data(), reasoning_required.data(), flags.size());
     for (index_t b = 0; b < B; ++b) {
-      const std::int32_t flag = reasoning_required.data()[b];
+      const std::int32_t flag = flags[static_cast<std::size_t>(b)];
       require(flag == 0 || flag == 1, "Conditional", "reasoning_required values must be 0 or 1, got ", flag,
               " at sequence ", b);
       if (flag) cache.engaged.push_back(b);
@@ -107,13 +109,20 @@ class Conditional {
     shape[0] = static_cast<index_t>(rows.size());
     auto out = Tensor<U, D>::uninitialized(shape);
     for (std::size_t r = 0; r < rows.size(); ++r)
-      std::copy_n(x.data() + rows[r] * row, row, out.data() + static_cast<index_t>(r) * row);
+      copy_row(x.data() + rows[r] * row, row, out.data() + static_cast<index_t>(r) * row);
     return out;
   }
   static void scatter(TensorView<const T, D> sub, const std::vector<index_t>& rows, TensorView<T, D> x) {
     const index_t row = x.numel() / x.dim(0);
     for (std::size_t r = 0; r < rows.size(); ++r)
-      std::copy_n(sub.data() + static_cast<index_t>(r) * row, row, x.data() + rows[r] * row);
+      copy_row(sub.data() + static_cast<index_t>(r) * row, row, x.data() + rows[r] * row);
+  }
+  template <class U>
+  static void copy_row(const U* src, index_t n, U* dst) {
+    if constexpr (std::same_as<D, cpu>)
+      std::copy_n(src, n, dst);
+    else
+      detail::Transfer<D>::copy(dst, src, static_cast<std::size_t>(n));
   }
 };
 

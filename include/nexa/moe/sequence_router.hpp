@@ -13,8 +13,14 @@
 // holds the B sequences' tokens in row-major order, B * S' rows: S' may differ from the
 // classifier's S (NEXA-MOE's experts and its BERT classifier tokenise the text their own ways).
 // One batch is in flight per router: classify() replaces the previous batch's state.
+//
+// On CUDA (D = cuda) the batch stays on the host (SequenceBatch) and is copied to the device for
+// the classifier; the per-sequence work ([B, K] overrides, [B, E] supervised loss, [B * S', K]
+// weight gradients summed per sequence) runs on small host copies in the CPU's order, and route()
+// hands tokens their sequence's rows by a device gather.
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +29,7 @@
 #include "nexa/core/param.hpp"
 #include "nexa/moe/config.hpp"
 #include "nexa/moe/routing_head.hpp"
+#include "nexa/ops/layout.hpp"
 
 namespace nexa {
 
@@ -45,7 +52,6 @@ enum class RouterTraining {
 template <class Classifier, int K, class T = float, class D = cpu>
 class SequenceClassifierRouter {
   static_assert(K >= 1, "SequenceClassifierRouter: K must be at least 1");
-  static_assert(std::same_as<D, cpu>, "SequenceClassifierRouter: only the CPU backend implements it yet");
 
  public:
   using A = acc_t<T>;
@@ -107,7 +113,7 @@ class SequenceClassifierRouter {
     state_.batch = B;
     state_.labels = batch.domain_labels;
     state_.overrides = batch.domain_override;
-    auto out = classifier.forward(batch.ids, batch.token_types, batch.mask, state_.classifier);
+    auto out = run_classifier(batch);
     state_.seq.logits = convert<A>(std::move(out.logits));
     route_logits(state_.seq, config_, K);
     apply_overrides();
@@ -129,12 +135,27 @@ class SequenceClassifierRouter {
     cache.logits = Tensor<A, D>::uninitialized({tokens, E});
     cache.routing = {Tensor<A, D>::uninitialized({tokens, E}), Tensor<std::int32_t, D>::uninitialized({tokens, K}),
                      Tensor<A, D>::uninitialized({tokens, K})};
-    for (index_t t = 0; t < tokens; ++t) {
-      const index_t b = t / S;
-      std::copy_n(state_.seq.logits.data() + b * E, E, cache.logits.data() + t * E);
-      std::copy_n(seq.probs.data() + b * E, E, cache.routing.probs.data() + t * E);
-      std::copy_n(seq.experts.data() + b * K, K, cache.routing.experts.data() + t * K);
-      std::copy_n(seq.weights.data() + b * K, K, cache.routing.weights.data() + t * K);
+    if constexpr (std::same_as<D, cpu>) {
+      for (index_t t = 0; t < tokens; ++t) {
+        const index_t b = t / S;
+        std::copy_n(state_.seq.logits.data() + b * E, E, cache.logits.data() + t * E);
+        std::copy_n(seq.probs.data() + b * E, E, cache.routing.probs.data() + t * E);
+        std::copy_n(seq.experts.data() + b * K, K, cache.routing.experts.data() + t * K);
+        std::copy_n(seq.weights.data() + b * K, K, cache.routing.weights.data() + t * K);
+      }
+    } else {
+      // Token t takes row t / S of each sequence-level tensor.
+      std::vector<std::int32_t> host(static_cast<std::size_t>(tokens));
+      for (index_t t = 0; t < tokens; ++t) host[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(t / S);
+      const auto idx = Tensor<std::int32_t, D>::from_host({tokens}, host);
+      LayoutKernel<D>::gather(tokens, E, idx.data(), state_.seq.logits.data(), Strides{E, 1}, cache.logits.data(),
+                              Strides{E, 1});
+      LayoutKernel<D>::gather(tokens, E, idx.data(), seq.probs.data(), Strides{E, 1}, cache.routing.probs.data(),
+                              Strides{E, 1});
+      LayoutKernel<D>::gather(tokens, index_t{K}, idx.data(), seq.experts.data(), Strides{K, 1},
+                              cache.routing.experts.data(), Strides{K, 1});
+      LayoutKernel<D>::gather(tokens, index_t{K}, idx.data(), seq.weights.data(), Strides{K, 1},
+                              cache.routing.weights.data(), Strides{K, 1});
     }
     cache.aux = state_.seq.aux;  // sequence-level losses, counted once per layer
     return cache.routing;
@@ -158,11 +179,15 @@ class SequenceClassifierRouter {
             d_weights.shape());
     const index_t S = d_weights.dim(0) / B;
     if (state_.d_seq.empty()) state_.d_seq = Tensor<A, D>({B, K});
-    // An overridden sequence's weights are constants: nothing flows back through them (its
-    // logits still carry the auxiliary losses' gradients).
-    for (index_t t = 0; t < B * S; ++t) {
-      if (overridden(t / S)) continue;
-      for (index_t j = 0; j < K; ++j) state_.d_seq.data()[(t / S) * K + j] += d_weights.data()[t * K + j];
+    if constexpr (std::same_as<D, cpu>) {
+      sum_weight_grads(d_weights.data(), state_.d_seq.data(), S);
+    } else {
+      // [B * S', K] and [B, K]: summed on host copies, in the CPU's order.
+      std::vector<A> dw(static_cast<std::size_t>(d_weights.numel()));
+      detail::Transfer<D>::to_host(dw.data(), d_weights.data(), dw.size());
+      std::vector<A> d_seq = state_.d_seq.to_host();
+      sum_weight_grads(dw.data(), d_seq.data(), S);
+      state_.d_seq = Tensor<A, D>::from_host({B, K}, d_seq);
     }
   }
   void backward_classifier() {
@@ -196,6 +221,28 @@ class SequenceClassifierRouter {
     Tensor<A, D> d_seq;  // [B, K]: dL/d(sequence weights) summed over tokens (and sharing layers)
   };
 
+  // The classifier's forward; on the device, the batch's [B, S] ids, types and mask are copied there.
+  auto run_classifier(const SequenceBatch& batch) {
+    if constexpr (std::same_as<D, cpu>) {
+      return classifier.forward(batch.ids, batch.token_types, batch.mask, state_.classifier);
+    } else {
+      const auto ids = batch.ids.template to<D>();
+      const auto types = batch.token_types.empty() ? Tensor<std::int32_t, D>() : batch.token_types.template to<D>();
+      const auto mask = batch.mask.empty() ? Tensor<std::int32_t, D>() : batch.mask.template to<D>();
+      return classifier.forward(ids.cview(), types.cview(), mask.cview(), state_.classifier);
+    }
+  }
+
+  // d_seq[b] += d_weights[t] over the tokens t of each sequence b (S per sequence), in token order.
+  // An overridden sequence's weights are constants: nothing flows back through them (its
+  // logits still carry the auxiliary losses' gradients).
+  void sum_weight_grads(const A* d_weights, A* d_seq, index_t S) const {
+    for (index_t t = 0; t < state_.batch * S; ++t) {
+      if (overridden(t / S)) continue;
+      for (index_t j = 0; j < K; ++j) d_seq[(t / S) * K + j] += d_weights[t * K + j];
+    }
+  }
+
   void check_per_sequence(const std::vector<std::int32_t>& v, index_t B, const char* what) const {
     require(v.empty() || static_cast<index_t>(v.size()) == B, "SequenceClassifierRouter", what, " expected ", B,
             " entries (one per sequence) or none, got ", v.size());
@@ -209,13 +256,28 @@ class SequenceClassifierRouter {
 
   // An overridden sequence goes to its forced expert with weight 1; its other K - 1 choices keep
   // their experts with weight 0.
+  // On the device, on host copies of the [B, K] choices (only when a sequence is overridden).
   void apply_overrides() {
     Routing<A, D>& r = state_.seq.routing;
+    if constexpr (std::same_as<D, cpu>) {
+      apply_overrides(r.experts.data(), r.weights.data());
+    } else {
+      bool any = false;
+      for (index_t b = 0; b < state_.batch; ++b) any = any || overridden(b);
+      if (!any) return;
+      std::vector<std::int32_t> experts = r.experts.to_host();
+      std::vector<A> weights = r.weights.to_host();
+      apply_overrides(experts.data(), weights.data());
+      r.experts = Tensor<std::int32_t, D>::from_host(r.experts.shape(), experts);
+      r.weights = Tensor<A, D>::from_host(r.weights.shape(), weights);
+    }
+  }
+  void apply_overrides(std::int32_t* all_experts, A* all_weights) const {
     for (index_t b = 0; b < state_.batch; ++b) {
       if (!overridden(b)) continue;
       const std::int32_t forced = state_.overrides[static_cast<std::size_t>(b)];
-      std::int32_t* experts = r.experts.data() + b * K;
-      A* weights = r.weights.data() + b * K;
+      std::int32_t* experts = all_experts + b * K;
+      A* weights = all_weights + b * K;
       std::int32_t* at = std::find(experts, experts + K, forced);
       if (at == experts + K) *(at = experts + K - 1) = forced;  // replaces the weakest choice
       std::rotate(experts, at, at + 1);                         // forced first, the rest in order
@@ -225,9 +287,22 @@ class SequenceClassifierRouter {
   }
 
   // supervised_coef * mean over labelled, non-overridden sequences of CE(logits_b, label_b);
-  // adds its gradient to d_logits when given.
+  // adds its gradient to d_logits when given. On the device, on host copies of the [B, E]
+  // probabilities and gradient.
   double supervised_loss(Tensor<A, D>* d_logits) const {
     if (supervised_coef_ == 0.0 || state_.labels.empty()) return 0.0;
+    if constexpr (std::same_as<D, cpu>) {
+      return supervised_loss(state_.seq.routing.probs.data(), d_logits ? d_logits->data() : nullptr);
+    } else {
+      const std::vector<A> probs = state_.seq.routing.probs.to_host();
+      if (!d_logits) return supervised_loss(probs.data(), nullptr);
+      std::vector<A> d = d_logits->to_host();
+      const double loss = supervised_loss(probs.data(), d.data());
+      *d_logits = Tensor<A, D>::from_host(d_logits->shape(), d);
+      return loss;
+    }
+  }
+  double supervised_loss(const A* probs, A* d_logits) const {
     const index_t E = config_.num_experts;
     index_t n = 0;
     for (index_t b = 0; b < state_.batch; ++b)
@@ -237,11 +312,11 @@ class SequenceClassifierRouter {
     for (index_t b = 0; b < state_.batch; ++b) {
       const std::int32_t label = state_.labels[static_cast<std::size_t>(b)];
       if (label < 0 || overridden(b)) continue;
-      const A* p = state_.seq.routing.probs.data() + b * E;
+      const A* p = probs + b * E;
       loss -= std::log(std::max(static_cast<double>(p[label]), 1e-300));
       if (d_logits) {
         const A scale = static_cast<A>(supervised_coef_ / static_cast<double>(n));
-        for (index_t e = 0; e < E; ++e) d_logits->data()[b * E + e] += scale * (p[e] - (e == label ? A(1) : A(0)));
+        for (index_t e = 0; e < E; ++e) d_logits[b * E + e] += scale * (p[e] - (e == label ? A(1) : A(0)));
       }
     }
     return supervised_coef_ * loss / static_cast<double>(n);
