@@ -7,10 +7,10 @@
 //   <name>.absmax   F32 [out]      w' = code * absmax / 127 (step absmax / 127; a zero row: 0)
 //
 //   save_int8(tensors, name, q) / load_int8(tensors or reader, name)    one weight, validated on load
-//   save_int8_checkpoint(module, path, metadata, select)                 a whole module: the selected
+//   save_int8_checkpoint(model, path, metadata, select)                 a whole module: the selected
 //       parameters (by default every rank-2 "*.weight") quantised, every other one F32; returns
 //       the sizes (int8 file tensors against fp32) and the weights' relative quantisation error
-//   load_int8_checkpoint(module, path, strict)                           the reverse, dequantising
+//   load_int8_checkpoint(model, path, strict)                           the reverse, dequantising
 //       into the module's float parameters (a dense fp32 model with the int8 weights' values)
 // To run on the int8 codes without a dense copy, multiply with quant::gemm_x_wt<quant::Int8>
 // (quant/quantized_gemm.hpp), which dequantises a tile of rows at a time, or QuantizedLinear<Int8>.
@@ -153,12 +153,12 @@ struct Int8SelectMatrices {
 // Writes `module`'s parameters (CPU, float) to `path` atomically: select(name, shape) ones as
 // int8 pairs, the rest F32 under their own names. The exported tensors are built in memory first.
 template <class Module, class Select = Int8SelectMatrices>
-Int8ExportReport save_int8_checkpoint(Module& module, const std::filesystem::path& path,
+Int8ExportReport save_int8_checkpoint(Module& model, const std::filesystem::path& path,
                                       const SafetensorsMetadata& metadata = {}, Select select = {}) {
   const std::string context = nexa::detail::io_context("safetensors", path);
   std::map<std::string, TensorData> tensors;
   Int8ExportReport report;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     using T = nexa::detail::param_scalar_t<decltype(p)>;
     using D = nexa::detail::param_device_t<decltype(p)>;
     static_assert(std::is_same_v<T, float> && std::is_same_v<D, cpu>,
@@ -204,13 +204,13 @@ Int8ExportReport save_int8_checkpoint(Module& module, const std::filesystem::pat
 // <name>. Everything is read and checked before any parameter is written; `strict` also rejects
 // tensors the module does not use.
 template <class Module>
-void load_int8_checkpoint(Module& module, const std::filesystem::path& path, bool strict = true) {
+void load_int8_checkpoint(Module& model, const std::filesystem::path& path, bool strict = true) {
   SafetensorsReader reader(path);
   const std::string context = nexa::detail::io_context("safetensors", path);
   nexa::detail::LoadProblems problems;
   std::set<std::string> used;
   std::map<std::string, quant::Int8Tensor> quantized;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     using T = nexa::detail::param_scalar_t<decltype(p)>;
     using D = nexa::detail::param_device_t<decltype(p)>;
     static_assert(std::is_same_v<T, float> && std::is_same_v<D, cpu>,
@@ -236,7 +236,7 @@ void load_int8_checkpoint(Module& module, const std::filesystem::path& path, boo
       if (!used.count(entry.first)) problems.unexpected.push_back(entry.first);
   }
   problems.throw_if_any(nexa::detail::concat(context, ": cannot load the int8 checkpoint"));
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     const auto it = quantized.find(name);
     if (it != quantized.end()) {
       quant::int8_dequantize_rows(it->second, 0, it->second.shape.rows(), p.value.data());

@@ -49,9 +49,9 @@ struct ParamSource {
 };
 
 template <class Module>
-[[nodiscard]] std::map<std::string, ParamSource> param_sources(Module& module) {
+[[nodiscard]] std::map<std::string, ParamSource> param_sources(Module& model) {
   std::map<std::string, ParamSource> out;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     using V = typename std::remove_cvref_t<decltype(p.value)>::value_type;
     using Dev = typename std::remove_cvref_t<decltype(p.value)>::device;
     static_assert(std::same_as<Dev, cpu>, "nexa: averaging parameters needs CPU parameters");
@@ -136,8 +136,8 @@ void copy_params(Source& source, Out& out) {
 
 // Sets every parameter of `module` trainable or frozen (a frozen one drops its gradient).
 template <class Module>
-void set_trainable(Module& module, bool on) {
-  module.visit_params([&](const std::string&, auto& p) { p.set_trainable(on); });
+void set_trainable(Module& model, bool on) {
+  model.visit_params([&](const std::string&, auto& p) { p.set_trainable(on); });
 }
 
 // Freezes the router and the routed experts of an MoE layer; the shared expert is untouched.
@@ -163,9 +163,9 @@ struct TrainableReport {
 };
 
 template <class Module>
-[[nodiscard]] TrainableReport trainable_report(Module& module) {
+[[nodiscard]] TrainableReport trainable_report(Module& model) {
   TrainableReport r;
-  module.visit_params([&](const std::string&, auto& p) {
+  model.visit_params([&](const std::string&, auto& p) {
     using V = typename std::remove_cvref_t<decltype(p.value)>::value_type;
     r.total += p.numel();
     if (!p.trainable) return;

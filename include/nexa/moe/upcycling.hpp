@@ -19,7 +19,7 @@
 //                                         (its projection stays fresh), and every other parameter
 //                                         is the mean over the seed and the domain models (the
 //                                         running mean nexus_merge computes).
-//   load_params_by_name(module, path, prefix) reads a module (e.g. one dense FFN) out of a
+//   load_params_by_name(model, path, prefix) reads a module (e.g. one dense FFN) out of a
 //                                         checkpoint whose names are "<prefix>.<name>".
 // Mismatched names or shapes raise one nexa::Error that lists them, before anything is written.
 #include <cctype>
@@ -40,9 +40,9 @@ namespace nexa {
 // file's float dtype; other tensors in the file are ignored. All names, shapes and dtypes are
 // checked before any parameter is written.
 template <class Module>
-void load_params_by_name(Module& module, SafetensorsReader& reader, const std::string& prefix = "") {
+void load_params_by_name(Module& model, SafetensorsReader& reader, const std::string& prefix = "") {
   std::vector<std::string> problems;
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     const std::string full = join_name(prefix, name);
     if (!reader.contains(full)) {
       problems.push_back(detail::concat("missing \"", full, "\""));
@@ -59,16 +59,16 @@ void load_params_by_name(Module& module, SafetensorsReader& reader, const std::s
     for (const auto& s : problems) list += "\n  " + s;
     throw Error(detail::concat("load_params_by_name: ", reader.path().string(), ":", list));
   }
-  module.visit_params([&](const std::string& name, auto& p) {
+  model.visit_params([&](const std::string& name, auto& p) {
     static_assert(std::same_as<detail::param_device_t<decltype(p)>, cpu>, "load_params_by_name: CPU parameters only");
     reader.read_into(join_name(prefix, name), p.value.view());
   });
 }
 
 template <class Module>
-void load_params_by_name(Module& module, const std::filesystem::path& path, const std::string& prefix = "") {
+void load_params_by_name(Module& model, const std::filesystem::path& path, const std::string& prefix = "") {
   SafetensorsReader reader(path);
-  load_params_by_name(module, reader, prefix);
+  load_params_by_name(model, reader, prefix);
 }
 
 // Every routed expert = a copy of `dense` (same parameter names, e.g. T5FFN's wi/wo). The router
