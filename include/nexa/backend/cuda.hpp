@@ -29,6 +29,7 @@
 #include "nexa/backend/cuda/dropout.hpp"
 #include "nexa/backend/cuda/elementwise.hpp"
 #include "nexa/backend/cuda/flash_attention.hpp"
+#include "nexa/backend/cuda/fourier.hpp"
 #include "nexa/backend/cuda/gemm.hpp"
 #include "nexa/backend/cuda/grouped_gemm.hpp"
 #include "nexa/backend/cuda/int8_mxfp4.hpp"

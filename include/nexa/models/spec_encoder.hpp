@@ -13,8 +13,13 @@
 //   forward -> MaskedPeakLogits for the masked positions; backward(d_mz, d_intensity) accumulates
 //   every gradient; encode -> the final hidden states [B, S, d_model] (the [CLS] row is the
 //   spectrum embedding).
+// D = cpu or cuda (attention dropout must be 0 on the device: LocalGlobalScores raises there).
+// The masked rows move with LayoutKernel::gather and their gradients with scatter_add (the
+// positions stay on the host, where they are checked); the tied decoder's bin features are
+// computed on the host and copied to D once.
 // Parameter names: embedding.*, encoder.block.<i>.*, encoder.final_layer_norm.*, head.*.
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -28,6 +33,7 @@
 #include "nexa/models/spec_embedding.hpp"
 #include "nexa/moe/t5_ffn.hpp"
 #include "nexa/nn/activation.hpp"
+#include "nexa/ops/layout.hpp"
 
 namespace nexa {
 
@@ -46,30 +52,30 @@ struct SpecEncoderConfig {
   bool tied_mz = true;        // m/z classes = the m/z projection of the bin centres
 };
 
-template <index_t Window = 64, class T = float>
+template <index_t Window = 64, class T = float, class D = cpu>
 class SpecEncoder {
  public:
   using Block = PreLNBlock<LocalGlobalAttention<Window>, T5FFN<Gelu>>;
-  using Encoder = Stack<Block, T>;
+  using Encoder = Stack<Block, T, D>;
   using Config = SpecEncoderConfig;
   // Token tensors in the model's scalar type (the gradient checks run in double).
   struct Tokens {
-    Tensor<T> mz, intensity;
-    Tensor<std::int32_t> type, padding, global;
+    Tensor<T, D> mz, intensity;
+    Tensor<std::int32_t, D> type, padding, global;
     std::vector<index_t> masked;
   };
   struct Cache {
-    typename SpecEmbedding<T>::Cache embedding;
+    typename SpecEmbedding<T, D>::Cache embedding;
     typename Encoder::Cache encoder;
-    typename MaskedPeakHead<T>::Cache head;
-    typename Linear<T>::Cache decoder;  // the tied decoder's m/z projection
+    typename MaskedPeakHead<T, D>::Cache head;
+    typename Linear<T, D>::Cache decoder;  // the tied decoder's m/z projection
     Shape hidden_shape;
     std::vector<index_t> masked;
   };
 
-  SpecEmbedding<T> embedding;
+  SpecEmbedding<T, D> embedding;
   Encoder encoder;
-  MaskedPeakHead<T> head;
+  MaskedPeakHead<T, D> head;
 
   SpecEncoder() = default;
   SpecEncoder(const Config& config, Rng& rng) : config_(config) {
@@ -77,7 +83,7 @@ class SpecEncoder {
     require(d > 0 && config.d_ff > 0 && config.heads > 0 && d % config.heads == 0, "SpecEncoder",
             "need positive d_model and d_ff and heads dividing d_model, got d_model ", d, ", d_ff ", config.d_ff,
             ", heads ", config.heads);
-    embedding = SpecEmbedding<T>(config.embedding, rng);
+    embedding = SpecEmbedding<T, D>(config.embedding, rng);
     encoder = Encoder({.layers = config.layers,
                        .block = {.d_model = d,
                                  .heads = config.heads,
@@ -89,7 +95,7 @@ class SpecEncoder {
                        .relative_max_distance = config.relative_max_distance,
                        .final_norm = true},
                       rng);
-    head = MaskedPeakHead<T>(
+    head = MaskedPeakHead<T, D>(
         {.d_model = d, .mz_bins = config.mz_bins, .intensity_bins = config.intensity_bins, .tied_mz = config.tied_mz},
         rng);
     if (config.tied_mz) {
@@ -97,7 +103,10 @@ class SpecEncoder {
       auto centres = Tensor<T>::uninitialized({config.mz_bins});
       for (index_t k = 0; k < config.mz_bins; ++k)
         centres.data()[k] = static_cast<T>((static_cast<double>(k) + 0.5) * config.mz_bin_width);
-      bin_features_ = mz_fourier_features(centres.cview(), config.embedding);
+      if constexpr (std::same_as<D, cpu>)
+        bin_features_ = mz_fourier_features(centres.cview(), config.embedding);
+      else
+        bin_features_ = mz_fourier_features(centres.cview(), config.embedding).template to<D>();
     }
   }
 
@@ -109,43 +118,55 @@ class SpecEncoder {
   }
 
   // The final hidden states [B, S, d_model].
-  [[nodiscard]] Tensor<T> encode(const Tokens& x, Cache& cache) {
-    Tensor<T> e = embedding.forward(x.mz.cview(), x.intensity.cview(), x.type.cview(), cache.embedding);
+  [[nodiscard]] Tensor<T, D> encode(const Tokens& x, Cache& cache) {
+    Tensor<T, D> e = embedding.forward(x.mz.cview(), x.intensity.cview(), x.type.cview(), cache.embedding);
     return encoder.forward(std::move(e), x.padding.cview(), cache.encoder, x.global.cview());
   }
 
-  [[nodiscard]] MaskedPeakLogits<T> forward(const Tokens& x, Cache& cache) {
-    const Tensor<T> hidden = encode(x, cache);
+  [[nodiscard]] MaskedPeakLogits<T, D> forward(const Tokens& x, Cache& cache) {
+    const Tensor<T, D> hidden = encode(x, cache);
     const index_t d = hidden.dim(2), n = static_cast<index_t>(x.masked.size());
     require(n > 0, "SpecEncoder", "forward needs at least one masked position");
-    auto rows = Tensor<T>::uninitialized({n, d});
-    for (index_t r = 0; r < n; ++r) {
-      const index_t at = x.masked[static_cast<std::size_t>(r)];
-      require(0 <= at && at < hidden.dim(0) * hidden.dim(1), "SpecEncoder", "masked position ", at,
-              " outside the batch's ", hidden.dim(0) * hidden.dim(1), " tokens");
-      std::copy_n(hidden.data() + at * d, d, rows.data() + r * d);
+    auto rows = Tensor<T, D>::uninitialized({n, d});
+    if constexpr (std::same_as<D, cpu>) {
+      for (index_t r = 0; r < n; ++r) {
+        const index_t at = x.masked[static_cast<std::size_t>(r)];
+        check_masked(at, hidden);
+        std::copy_n(hidden.data() + at * d, d, rows.data() + r * d);
+      }
+    } else {
+      for (const index_t at : x.masked) check_masked(at, hidden);
+      const auto idx = Tensor<index_t, D>::from_host({n}, x.masked);
+      LayoutKernel<D>::gather(n, d, idx.data(), hidden.data(), Strides{d, 1}, rows.data(), Strides{d, 1});
     }
     cache.hidden_shape = hidden.shape();
     cache.masked = x.masked;
     if (!config_.tied_mz) return head.forward(rows.cview(), cache.head);
-    const Tensor<T> decoder = embedding.mz_projection.forward(bin_features_.cview(), cache.decoder);
+    const Tensor<T, D> decoder = embedding.mz_projection.forward(bin_features_.cview(), cache.decoder);
     return head.forward(rows.cview(), cache.head, decoder.cview());
   }
 
-  void backward(TensorView<const T> d_mz, TensorView<const T> d_intensity, Cache& cache) {
+  void backward(TensorView<const T, D> d_mz, TensorView<const T, D> d_intensity, Cache& cache) {
     require(!cache.masked.empty(), "SpecEncoder", "backward needs a forward's cache");
-    Tensor<T> d_decoder;
-    if (config_.tied_mz) d_decoder = Tensor<T>({config_.mz_bins, config_.embedding.d_model});
-    const Tensor<T> d_rows = head.backward(d_mz, d_intensity, cache.head, d_decoder.view());
+    Tensor<T, D> d_decoder;
+    if (config_.tied_mz) d_decoder = Tensor<T, D>({config_.mz_bins, config_.embedding.d_model});
+    const Tensor<T, D> d_rows = head.backward(d_mz, d_intensity, cache.head, d_decoder.view());
     if (config_.tied_mz) (void)embedding.mz_projection.backward(d_decoder.cview(), cache.decoder);
-    Tensor<T> d_hidden(cache.hidden_shape);
+    Tensor<T, D> d_hidden(cache.hidden_shape);
     const index_t d = d_rows.dim(1);
-    for (std::size_t r = 0; r < cache.masked.size(); ++r) {
-      const T* src = d_rows.data() + static_cast<index_t>(r) * d;
-      T* dst = d_hidden.data() + cache.masked[r] * d;
-      for (index_t c = 0; c < d; ++c) dst[c] += src[c];
+    if constexpr (std::same_as<D, cpu>) {
+      for (std::size_t r = 0; r < cache.masked.size(); ++r) {
+        const T* src = d_rows.data() + static_cast<index_t>(r) * d;
+        T* dst = d_hidden.data() + cache.masked[r] * d;
+        for (index_t c = 0; c < d; ++c) dst[c] += src[c];
+      }
+    } else {
+      // One segment per masked position, its rows in their order (repeats add as above).
+      const Segments seg = segments_by_key(cache.masked.data(), static_cast<index_t>(cache.masked.size()),
+                                           cache.hidden_shape[0] * cache.hidden_shape[1]);
+      ops::scatter_add_segments<T, D>(seg, d, d_rows.data(), Strides{d, 1}, d_hidden.data(), Strides{d, 1});
     }
-    const Tensor<T> d_embedded = encoder.backward(d_hidden.cview(), cache.encoder);
+    const Tensor<T, D> d_embedded = encoder.backward(d_hidden.cview(), cache.encoder);
     embedding.backward(d_embedded.cview(), cache.embedding);
   }
 
@@ -157,8 +178,13 @@ class SpecEncoder {
   }
 
  private:
+  static void check_masked(index_t at, const Tensor<T, D>& hidden) {
+    require(0 <= at && at < hidden.dim(0) * hidden.dim(1), "SpecEncoder", "masked position ", at,
+            " outside the batch's ", hidden.dim(0) * hidden.dim(1), " tokens");
+  }
+
   Config config_;
-  Tensor<T> bin_features_;  // Fourier features of the m/z bin centres [mz_bins, 2F], when tied
+  Tensor<T, D> bin_features_;  // Fourier features of the m/z bin centres [mz_bins, 2F], when tied
 };
 
 }  // namespace nexa
