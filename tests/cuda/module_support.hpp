@@ -1,6 +1,7 @@
 #pragma once
 // Helpers for running one module on both devices: the same seed builds the same parameters on
 // the CPU and on the GPU, and parameters/gradients are compared by normalised error.
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,29 @@ void seed_grads(CpuModule& cpu, GpuModule& gpu, nexa::Rng& rng) {
   gpu.visit_params([&](const std::string&, auto& p) {
     if (p.trainable) p.grad = on_device(start[i++]);
   });
+}
+
+// Allocates and frees poisoned blocks of these shapes: the caching allocator hands them out next,
+// so outputs a module allocates itself start poisoned too.
+template <class T>
+void poison_pool(std::initializer_list<nexa::Shape> shapes) {
+  std::vector<DeviceTensor<T>> blocks;
+  for (const nexa::Shape& s : shapes) blocks.push_back(poisoned<T>(s));
+}
+
+// Moves every CPU parameter away from its structured init (LayerNorm 1/0, zero biases, zero pad
+// rows) and gives the GPU module the same values.
+template <class T, class CpuModule, class GpuModule>
+void perturb(CpuModule& cpu, GpuModule& gpu, nexa::Rng& rng) {
+  std::vector<nexa::Tensor<T>> values;
+  cpu.visit_params([&](const std::string&, auto& p) {
+    const auto noise = nexa::Tensor<T>::randn(p.value.shape(), rng, 0.3);
+    for (index_t i = 0; i < p.numel(); ++i) p.value.data()[i] += noise.data()[i];
+    values.push_back(p.value);
+  });
+  std::size_t i = 0;
+  gpu.visit_params([&](const std::string&, auto& p) { p.value = on_device(values[i++]); });
+  REQUIRE(i == values.size());
 }
 
 }  // namespace nexa_test

@@ -20,13 +20,6 @@ using nexa::Tensor;
 
 namespace {
 
-// Allocates and frees poisoned blocks of these shapes (the caching allocator hands them out next).
-template <class T>
-void poison_pool(std::initializer_list<nexa::Shape> shapes) {
-  std::vector<DeviceTensor<T>> blocks;
-  for (const nexa::Shape& s : shapes) blocks.push_back(poisoned<T>(s));
-}
-
 nexa::BertConfig tiny_config(double dropout, index_t num_labels = 3) {
   return {.vocab_size = 37,
           .hidden = 32,
@@ -41,21 +34,6 @@ nexa::BertConfig tiny_config(double dropout, index_t num_labels = 3) {
           .attention_dropout = 0.0,
           .init_std = 0.2,
           .pad_token_id = 0};
-}
-
-// Moves every CPU parameter away from its structured init (LayerNorm 1/0, zero biases, the zero
-// pad row) and gives the GPU module the same values.
-template <class T, class CpuModule, class GpuModule>
-void perturb(CpuModule& cpu, GpuModule& gpu, nexa::Rng& rng) {
-  std::vector<Tensor<T>> values;
-  cpu.visit_params([&](const std::string&, auto& p) {
-    const auto noise = Tensor<T>::randn(p.value.shape(), rng, 0.3);
-    for (index_t i = 0; i < p.numel(); ++i) p.value.data()[i] += noise.data()[i];
-    values.push_back(p.value);
-  });
-  std::size_t i = 0;
-  gpu.visit_params([&](const std::string&, auto& p) { p.value = on_device(values[i++]); });
-  REQUIRE(i == values.size());
 }
 
 // [B, S]: sequence 0 full, 1 trailing padding, 2 leading padding, 3 (when B > 3) one token only.

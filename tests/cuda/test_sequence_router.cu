@@ -30,13 +30,6 @@ using nexa::Tensor;
 
 namespace {
 
-// Allocates and frees poisoned blocks of these shapes (the caching allocator hands them out next).
-template <class T>
-void poison_pool(std::initializer_list<nexa::Shape> shapes) {
-  std::vector<DeviceTensor<T>> blocks;
-  for (const nexa::Shape& s : shapes) blocks.push_back(poisoned<T>(s));
-}
-
 nexa::BertConfig tiny_bert() {
   nexa::BertConfig c;
   c.vocab_size = 12;

@@ -23,26 +23,6 @@ using nexa::Tensor;
 
 namespace {
 
-template <class T>
-void poison_pool(std::initializer_list<nexa::Shape> shapes) {
-  std::vector<DeviceTensor<T>> blocks;
-  for (const nexa::Shape& s : shapes) blocks.push_back(poisoned<T>(s));
-}
-
-// Moves every CPU parameter away from its init and gives the GPU module the same values.
-template <class T, class CpuModule, class GpuModule>
-void perturb(CpuModule& cpu, GpuModule& gpu, nexa::Rng& rng) {
-  std::vector<Tensor<T>> values;
-  cpu.visit_params([&](const std::string&, auto& p) {
-    const auto noise = Tensor<T>::randn(p.value.shape(), rng, 0.3);
-    for (index_t i = 0; i < p.numel(); ++i) p.value.data()[i] += noise.data()[i];
-    values.push_back(p.value);
-  });
-  std::size_t i = 0;
-  gpu.visit_params([&](const std::string&, auto& p) { p.value = on_device(values[i++]); });
-  REQUIRE(i == values.size());
-}
-
 // A batch of B spectra of S tokens: [CLS] (global), [PREC] (global), peaks sorted by m/z; some
 // peaks masked; spectrum b > 0 has b trailing padding slots.
 template <class T>
