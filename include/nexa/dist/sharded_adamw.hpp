@@ -47,8 +47,7 @@ class ShardedAdamW {
 
  public:
   template <class Module>
-  ShardedAdamW(Module& model, Comm& comm, train::AdamWConfig config = {},
-               std::size_t chunk_bytes = default_chunk_bytes)
+  ShardedAdamW(Module& model, Comm& comm, train::AdamWConfig config = {}, std::size_t chunk_bytes = default_chunk_bytes)
       : comm_(&comm), config_(std::move(config)), chunk_bytes_(chunk_bytes) {
     dp_detail::ModuleParams<cpu> params = dp_detail::collect_params<cpu>(model, dp_detail::Select::trainable);
     f32_.decay = decay_flags(params.f32);
